@@ -1,0 +1,23 @@
+import type { Registry as MetricsRegistry } from 'prom-client';
+import type { Config } from '../config/schema.ts';
+import type { Logger } from '../log.ts';
+import type { ServiceRegistry } from '../registry/registry.ts';
+import type { AgentModule } from './module.ts';
+
+/** What every module factory is given: its config slice comes from `config`, nothing else is shared. */
+export interface ModuleContext {
+  config: Config;
+  registry: ServiceRegistry;
+  metrics: MetricsRegistry;
+  logger: Logger;
+}
+
+/**
+ * The agent's data-plane modules, in start order (stopped in reverse). Each capability adds
+ * one line here; a module reads the registry and its config slice and nothing else.
+ */
+export function createModules(_ctx: ModuleContext): AgentModule[] {
+  const modules: AgentModule[] = [];
+  // dns/ and proxy/ plug in here when they land (see their issues).
+  return modules;
+}

@@ -1,0 +1,34 @@
+/**
+ * One catalogue of meshlet's errors. Every error carries a stable `code` so callers and log
+ * queries branch on the code, never on the message text. Context is added with `{ cause }`.
+ */
+export const ErrorCodes = {
+  CONFIG_INVALID: 'MESHLET_ERR_CONFIG_INVALID',
+  CONFIG_FILE: 'MESHLET_ERR_CONFIG_FILE',
+  SOURCE_INVALID: 'MESHLET_ERR_SOURCE_INVALID',
+  SOURCE_FILE: 'MESHLET_ERR_SOURCE_FILE',
+  ADMIN_BIND: 'MESHLET_ERR_ADMIN_BIND',
+  ADMIN_UNREACHABLE: 'MESHLET_ERR_ADMIN_UNREACHABLE',
+  MODULE_START: 'MESHLET_ERR_MODULE_START',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export class MeshletError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'MeshletError';
+    this.code = code;
+  }
+}
+
+export function isMeshletError(err: unknown, code?: ErrorCode): err is MeshletError {
+  return err instanceof MeshletError && (code === undefined || err.code === code);
+}
+
+/** The message of any thrown value, for logs and CLI output. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,4 @@
+import pkg from '../package.json' with { type: 'json' };
+
+/** meshlet's version, from package.json. */
+export const VERSION: string = pkg.version;
