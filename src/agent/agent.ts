@@ -7,6 +7,7 @@ import type { Logger } from '../log.ts';
 import { createMetricsRegistry } from '../metrics.ts';
 import { ServiceRegistry } from '../registry/registry.ts';
 import { FileSource } from '../sources/file-source.ts';
+import { KubernetesSource } from '../sources/kubernetes-source.ts';
 import type { RegistrySource } from '../sources/source.ts';
 import { VERSION } from '../version.ts';
 import type { AgentModule } from './module.ts';
@@ -166,10 +167,8 @@ function createSource(config: Config, logger: Logger): RegistrySource {
     const { path, watch, debounceMs } = config.source.file;
     return new FileSource({ path, watch, debounceMs, logger });
   }
-  throw new MeshletError(
-    ErrorCodes.CONFIG_INVALID,
-    'source.kind "kubernetes" is not available in this build yet; use source.kind "file" (standalone mode)',
-  );
+  const { kubeconfig, context, initialSyncTimeoutMs } = config.source.kubernetes;
+  return new KubernetesSource({ kubeconfig, context, initialSyncTimeoutMs, logger });
 }
 
 async function withTimeout(work: Promise<void>, ms: number, what: string, log: Logger): Promise<void> {

@@ -85,6 +85,9 @@ const KubernetesSourceConfig = z
       .default('')
       .describe('Path of a kubeconfig; empty means in-cluster config, then $KUBECONFIG, then ~/.kube/config.'),
     context: z.string().default('').describe('kubeconfig context to use; empty means the current context.'),
+    initialSyncTimeoutMs: duration(600_000)
+      .default(10_000)
+      .describe('At start, wait at most this long (ms) for the first complete list before starting the modules anyway.'),
   })
   .prefault({})
   .describe('The Kubernetes source: Services, EndpointSlices and Nodes from the apiserver.');
@@ -114,6 +117,53 @@ const DnsConfig = z
       .default('127.0.0.1')
       .describe('Address the DNS server binds (on a node: a link-local address such as 169.254.20.10).'),
     port: port.default(10053).describe('DNS port, UDP and TCP (on a node: 53).'),
+    ttl: duration(3600)
+      .default(5)
+      .describe('TTL (s) of cluster-zone answers, and the SOA minimum for their negative answers (CoreDNS default 5).'),
+    upstreams: z
+      .array(z.string().regex(/^(\[[0-9a-fA-F:.]+\]:\d+|[0-9.]+(:\d+)?|[0-9a-fA-F:]+)$/, 'must be ip, ip:port or [ipv6]:port'))
+      .default([])
+      .describe('Resolvers for names outside the cluster zone, tried in order; empty means the nameservers of resolvConf.'),
+    resolvConf: z
+      .string()
+      .default('/etc/resolv.conf')
+      .describe('Where to read upstream nameservers when dns.upstreams is empty.'),
+    timeoutMs: duration(60_000).default(2000).describe('Wait this long (ms) for one upstream before trying the next.'),
+    maxConcurrentForwards: z
+      .number()
+      .int()
+      .min(1)
+      .default(1000)
+      .describe('Upstream queries in flight at once; past this, queries get REFUSED (as CoreDNS max_concurrent).'),
+    maxUdpSize: z
+      .number()
+      .int()
+      .min(512)
+      .max(4096)
+      .default(1232)
+      .describe('Largest UDP answer sent (bytes), whatever the client advertises; larger answers are truncated (TC).'),
+    cache: z
+      .strictObject({
+        maxEntries: z.number().int().min(0).default(10_000).describe('Forwarded answers kept (LRU); 0 disables the cache.'),
+        minTtl: duration(86_400).default(0).describe('Lowest TTL (s) a forwarded answer is cached for.'),
+        maxTtl: duration(604_800).default(3600).describe('Highest TTL (s) a forwarded answer is cached for.'),
+        negativeTtl: duration(86_400)
+          .default(300)
+          .describe('Cap (s) on caching NXDOMAIN/NODATA answers (RFC 2308: SOA TTL and MINIMUM, whichever is lower).'),
+        serveStale: duration(604_800)
+          .default(86_400)
+          .describe('How long (s) past expiry an answer may be served when every upstream fails (RFC 8767); 0 disables.'),
+        staleTtl: duration(3600).default(30).describe('TTL (s) given to a stale answer (RFC 8767 suggests 30).'),
+      })
+      .prefault({})
+      .describe('Cache of forwarded answers.'),
+    tcp: z
+      .strictObject({
+        idleTimeoutMs: duration(600_000).default(10_000).describe('Close a client TCP connection idle this long (ms).'),
+        maxConnections: z.number().int().min(1).default(1000).describe('Client TCP connections open at once.'),
+      })
+      .prefault({})
+      .describe('DNS over TCP (clients retry there after a truncated UDP answer).'),
   })
   .prefault({})
   .describe('The node-local DNS server.');
@@ -124,6 +174,73 @@ const ProxyConfig = z
     address: ipAddress
       .default('127.0.0.1')
       .describe("Address of meshlet's service listeners (on a node: meshlet's link-local address)."),
+    listenPort: z
+      .enum(['service', 'auto'])
+      .default('service')
+      .describe(
+        "Port of each service port's listener: 'service' listens on the service's own port (standalone mode); 'auto' lets the OS pick one per service port, found by listenerFor() (iptables mode).",
+      ),
+    connectTimeoutMs: duration(600_000).default(5_000).describe('Give up connecting to one endpoint after this long (ms).'),
+    connectRetries: z
+      .number()
+      .int()
+      .min(0)
+      .max(10)
+      .default(2)
+      .describe('After a failed connect, try this many other endpoints before failing (only before any byte was sent).'),
+    tcpIdleTimeoutMs: duration(86_400_000)
+      .default(3_600_000)
+      .describe('Close a proxied TCP connection after this long (ms) without traffic either way; 0 disables.'),
+    udpIdleTimeoutMs: duration(86_400_000)
+      .default(60_000)
+      .describe('Forget a UDP flow (client addr:port to one endpoint) after this long (ms) without packets.'),
+    requestTimeoutMs: duration(3_600_000)
+      .default(30_000)
+      .describe(
+        'HTTP: fail with 504 when the upstream sends no response headers (or no body data) for this long (ms); 0 disables.',
+      ),
+    httpRetries: z
+      .number()
+      .int()
+      .min(0)
+      .max(10)
+      .default(2)
+      .describe(
+        'HTTP: retry an idempotent request without a body on another endpoint this many times after a connection failure.',
+      ),
+    upstreamConnections: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(64)
+      .describe('HTTP: most pooled keep-alive connections per endpoint.'),
+    lbPolicy: z
+      .enum(['round-robin', 'random', 'least-request', 'ring-hash'])
+      .default('round-robin')
+      .describe('Load-balancing policy of services without a meshlet.io/lb-policy annotation.'),
+    outlier: z
+      .strictObject({
+        consecutiveFailures: z
+          .number()
+          .int()
+          .min(0)
+          .max(1000)
+          .default(3)
+          .describe('Eject an endpoint after this many connect failures in a row; 0 disables ejection.'),
+        ejectionMs: duration(3_600_000)
+          .default(10_000)
+          .describe('How long (ms) an endpoint stays ejected the first time; doubles on each repeat, up to 10x.'),
+        maxEjectionPercent: z
+          .number()
+          .int()
+          .min(0)
+          .max(100)
+          .default(50)
+          .describe("Never eject more than this share of one service port's endpoints."),
+      })
+      .prefault({})
+      .describe('Passive outlier ejection of endpoints that fail connections.'),
   })
   .prefault({})
   .describe('The service proxy (L4/L7 load balancing).');

@@ -123,19 +123,37 @@ export class ServiceRegistry {
 
   // ---- writes (sources only) ---------------------------------------------------------------
 
-  /** Replaces the whole state, as after a file reload or a relist; only real differences are announced. */
+  /** Replaces the whole state, as after a file reload; only real differences are announced. */
   replaceAll(state: RegistryState): void {
-    const nextServices = new Map(state.services.map((s) => [objectKey(s.namespace, s.name), s]));
-    const nextSlices = new Map(state.endpointSlices.map((s) => [objectKey(s.namespace, s.name), s]));
-    const nextNodes = new Map(state.nodes.map((n) => [n.name, n]));
-    for (const key of this.#services.keys()) if (!nextServices.has(key)) this.deleteService(key);
-    for (const key of this.#slices.keys()) if (!nextSlices.has(key)) this.deleteEndpointSlice(key);
-    for (const name of this.#nodes.keys()) if (!nextNodes.has(name)) this.deleteNode(name);
-    for (const service of nextServices.values()) this.upsertService(service);
-    for (const slice of nextSlices.values()) this.upsertEndpointSlice(slice);
-    for (const node of nextNodes.values()) this.upsertNode(node);
-    this.#pendingReset = true;
+    this.replaceServices(state.services);
+    this.replaceEndpointSlices(state.endpointSlices);
+    this.replaceNodes(state.nodes);
     this.markSynced();
+  }
+
+  /** Replaces every service, as after a relist: the ones not in `services` are deleted. */
+  replaceServices(services: readonly Service[]): void {
+    const next = new Map(services.map((s) => [objectKey(s.namespace, s.name), s]));
+    for (const key of [...this.#services.keys()]) if (!next.has(key)) this.deleteService(key);
+    for (const service of next.values()) this.upsertService(service);
+    this.#pendingReset = true;
+    this.#schedule();
+  }
+
+  replaceEndpointSlices(slices: readonly EndpointSlice[]): void {
+    const next = new Map(slices.map((s) => [objectKey(s.namespace, s.name), s]));
+    for (const key of [...this.#slices.keys()]) if (!next.has(key)) this.deleteEndpointSlice(key);
+    for (const slice of next.values()) this.upsertEndpointSlice(slice);
+    this.#pendingReset = true;
+    this.#schedule();
+  }
+
+  replaceNodes(nodes: readonly Node[]): void {
+    const next = new Map(nodes.map((n) => [n.name, n]));
+    for (const name of [...this.#nodes.keys()]) if (!next.has(name)) this.deleteNode(name);
+    for (const node of next.values()) this.upsertNode(node);
+    this.#pendingReset = true;
+    this.#schedule();
   }
 
   upsertService(service: Service): void {

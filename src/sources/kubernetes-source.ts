@@ -1,0 +1,124 @@
+import { createKubeConnection, type KubeConnection } from '../kube/connection.ts';
+import {
+  endpointSliceFromKube,
+  type KubeEndpointSlice,
+  type KubeNode,
+  type KubeService,
+  nodeFromKube,
+  serviceFromKube,
+} from '../kube/convert.ts';
+import { type Delay, Reflector, type ReflectorHandlers } from '../kube/reflector.ts';
+import type { Logger } from '../log.ts';
+import { silentLogger } from '../log.ts';
+import type { ServiceRegistry } from '../registry/registry.ts';
+import { objectKey } from '../registry/types.ts';
+import type { RegistrySource, SourceStatus } from './source.ts';
+
+export interface KubernetesSourceOptions {
+  kubeconfig: string;
+  context: string;
+  /** How long start() waits for the first complete state before letting the agent go on. */
+  initialSyncTimeoutMs: number;
+  logger?: Logger;
+  /** For tests: a ready connection instead of one loaded from a kubeconfig. */
+  connection?: KubeConnection;
+  delay?: Delay;
+  watchTimeoutSeconds?: number;
+}
+
+/**
+ * Services, EndpointSlices (not the legacy Endpoints) and Nodes from the apiserver, each kept
+ * by its own reflector (list + watch, relist on 410, backoff). Pointed at the node's apiserver
+ * cache, the same code keeps working while the cloud is unreachable.
+ */
+export class KubernetesSource implements RegistrySource {
+  readonly kind = 'kubernetes';
+  readonly #opts: KubernetesSourceOptions;
+  readonly #log: Logger;
+  #conn: KubeConnection | undefined;
+  #reflectors: Reflector<KubeService | KubeEndpointSlice | KubeNode>[] = [];
+  #lastSyncAt: string | undefined;
+
+  constructor(opts: KubernetesSourceOptions) {
+    this.#opts = opts;
+    this.#log = (opts.logger ?? silentLogger()).child({ module: 'sources/kubernetes' });
+  }
+
+  async start(registry: ServiceRegistry): Promise<void> {
+    const conn = this.#opts.connection ?? createKubeConnection(this.#opts);
+    this.#conn = conn;
+    const common = {
+      conn,
+      logger: this.#opts.logger ?? silentLogger(),
+      ...(this.#opts.delay !== undefined && { delay: this.#opts.delay }),
+      ...(this.#opts.watchTimeoutSeconds !== undefined && { watchTimeoutSeconds: this.#opts.watchTimeoutSeconds }),
+    };
+    const services: ReflectorHandlers<KubeService> = {
+      replace: (items) => registry.replaceServices(items.map(serviceFromKube).filter((s) => s !== undefined)),
+      upsert: (item) => {
+        const svc = serviceFromKube(item);
+        if (svc) registry.upsertService(svc);
+      },
+      delete: (item) => registry.deleteService(objectKey(item.metadata?.namespace ?? '', item.metadata?.name ?? '')),
+    };
+    const slices: ReflectorHandlers<KubeEndpointSlice> = {
+      replace: (items) => registry.replaceEndpointSlices(items.map(endpointSliceFromKube).filter((s) => s !== undefined)),
+      upsert: (item) => {
+        const slice = endpointSliceFromKube(item);
+        if (slice) registry.upsertEndpointSlice(slice);
+        // A slice that lost its service label no longer belongs to any service.
+        else registry.deleteEndpointSlice(objectKey(item.metadata?.namespace ?? '', item.metadata?.name ?? ''));
+      },
+      delete: (item) => registry.deleteEndpointSlice(objectKey(item.metadata?.namespace ?? '', item.metadata?.name ?? '')),
+    };
+    const nodes: ReflectorHandlers<KubeNode> = {
+      replace: (items) => registry.replaceNodes(items.map(nodeFromKube).filter((n) => n !== undefined)),
+      upsert: (item) => {
+        const node = nodeFromKube(item);
+        if (node) registry.upsertNode(node);
+      },
+      delete: (item) => registry.deleteNode(item.metadata?.name ?? ''),
+    };
+    this.#reflectors = [
+      new Reflector<KubeService>({ ...common, path: '/api/v1/services', handlers: services }),
+      new Reflector<KubeEndpointSlice>({ ...common, path: '/apis/discovery.k8s.io/v1/endpointslices', handlers: slices }),
+      new Reflector<KubeNode>({ ...common, path: '/api/v1/nodes', handlers: nodes }),
+    ] as Reflector<KubeService | KubeEndpointSlice | KubeNode>[];
+    for (const reflector of this.#reflectors) reflector.start();
+
+    const allSynced = Promise.all(this.#reflectors.map((r) => r.synced)).then(() => {
+      this.#lastSyncAt = new Date().toISOString();
+      registry.markSynced();
+      this.#log.info({ apiserver: conn.description }, 'kubernetes source synced');
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), this.#opts.initialSyncTimeoutMs);
+    });
+    const late = await Promise.race([allSynced.then(() => false), timedOut]);
+    clearTimeout(timer);
+    if (late) {
+      // The agent goes on (DNS forwarding and local work need no apiserver); /readyz says why it is not ready.
+      this.#log.warn(
+        { apiserver: conn.description, waitedMs: this.#opts.initialSyncTimeoutMs },
+        'apiserver not synced yet; continuing',
+      );
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.#reflectors.map((r) => r.stop()));
+  }
+
+  status(): SourceStatus {
+    const reflectors = this.#reflectors.map((r) => r.status());
+    const lastError = reflectors.find((r) => r.lastError)?.lastError;
+    return {
+      kind: this.kind,
+      synced: reflectors.length > 0 && reflectors.every((r) => r.synced),
+      ...(this.#lastSyncAt !== undefined && { lastSyncAt: this.#lastSyncAt }),
+      ...(lastError !== undefined && { lastError }),
+      detail: { apiserver: this.#conn?.description ?? '', reflectors },
+    };
+  }
+}
