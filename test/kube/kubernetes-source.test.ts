@@ -10,7 +10,12 @@ import { requireOrSkip } from '../harness/requirements.ts';
 if (requireOrSkip(t, { executables: [bins.kubeApiserver, bins.etcd, bins.kubectl], commands: ['openssl'] })) {
   const cp = await startControlPlane(t);
   const registry = new ServiceRegistry({ coalesceMs: 0 });
-  const source = new KubernetesSource({ kubeconfig: cp.kubeconfigPath, context: '', initialSyncTimeoutMs: 30_000, logger: silentLogger() });
+  const source = new KubernetesSource({
+    kubeconfig: cp.kubeconfigPath,
+    context: '',
+    initialSyncTimeoutMs: 30_000,
+    logger: silentLogger(),
+  });
   t.teardown(async () => {
     await source.stop();
     registry.close();
