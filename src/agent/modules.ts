@@ -1,4 +1,5 @@
 import type { Registry as MetricsRegistry } from 'prom-client';
+import { createDnsModule } from '../../dns/module.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import type { ServiceRegistry } from '../registry/registry.ts';
@@ -18,6 +19,6 @@ export interface ModuleContext {
  */
 export function createModules(_ctx: ModuleContext): AgentModule[] {
   const modules: AgentModule[] = [];
-  // dns/ and proxy/ plug in here when they land (see their issues).
+  if (_ctx.config.dns.enabled) modules.push(createDnsModule(_ctx));
   return modules;
 }
