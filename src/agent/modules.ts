@@ -1,5 +1,6 @@
 import type { Registry as MetricsRegistry } from 'prom-client';
 import { createDnsModule } from '../../dns/module.ts';
+import { createProxyModule } from '../../proxy/module.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import type { ServiceRegistry } from '../registry/registry.ts';
@@ -20,5 +21,6 @@ export interface ModuleContext {
 export function createModules(_ctx: ModuleContext): AgentModule[] {
   const modules: AgentModule[] = [];
   if (_ctx.config.dns.enabled) modules.push(createDnsModule(_ctx));
+  if (_ctx.config.proxy.enabled) modules.push(createProxyModule(_ctx));
   return modules;
 }

@@ -193,7 +193,7 @@ const ProxyConfig = z
       .describe('Close a proxied TCP connection after this long (ms) without traffic either way; 0 disables.'),
     udpIdleTimeoutMs: duration(86_400_000)
       .default(60_000)
-      .describe('Forget a UDP flow (client addr:port to one endpoint) after this long (ms) without packets.'),
+      .describe('Forget a UDP flow (client addr:port to one endpoint) after this long (ms) without packets; 0 never.'),
     requestTimeoutMs: duration(3_600_000)
       .default(30_000)
       .describe(

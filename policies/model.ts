@@ -1,0 +1,105 @@
+/**
+ * The traffic-policy model: how one service port's traffic is balanced, where the settings come
+ * from, and what a picker needs to know. Pure data and parsing; the pickers live in
+ * proxy/balance/. Policies come from the Service itself today (spec fields and meshlet.io/
+ * annotations, see policies/README.md); an Istio DestinationRule is a later `source`.
+ */
+import type { Service } from '../src/registry/types.ts';
+
+export const LB_POLICIES = ['round-robin', 'random', 'least-request', 'ring-hash'] as const;
+export type LbPolicyKind = (typeof LB_POLICIES)[number];
+
+/** What a consistent-hash policy hashes. */
+export type HashKey = { from: 'header'; name: string } | { from: 'cookie'; name: string } | { from: 'source-ip' };
+
+export const ANNOTATION_LB_POLICY = 'meshlet.io/lb-policy';
+export const ANNOTATION_HASH_KEY = 'meshlet.io/hash-key';
+
+/** Where a policy was read from; 'destination-rule' is reserved for the Istio mapping. */
+export type PolicySource = 'default' | 'service' | 'destination-rule';
+
+export interface TrafficPolicy {
+  lb: LbPolicyKind;
+  /** Set for ring-hash; defaults to the source IP. */
+  hashKey?: HashKey;
+  /** Service.spec.sessionAffinity ClientIP: the affinity lifetime in ms; undefined when off. */
+  clientIpAffinityMs?: number;
+  /** internalTrafficPolicy: Local: only endpoints on this node. */
+  nodeLocalOnly: boolean;
+  /** trafficDistribution: PreferClose: same node, then same zone, then any. */
+  preferClose: boolean;
+  source: PolicySource;
+}
+
+export interface PolicyResult {
+  policy: TrafficPolicy;
+  /** Human-readable problems with annotations (the policy falls back to the default). */
+  warnings: string[];
+}
+
+/** Parses `header:x-user`, `cookie:session` or `source-ip`. */
+export function parseHashKey(text: string): HashKey | undefined {
+  const value = text.trim();
+  if (value === 'source-ip') return { from: 'source-ip' };
+  const colon = value.indexOf(':');
+  if (colon <= 0) return undefined;
+  const kind = value.slice(0, colon);
+  const name = value.slice(colon + 1).trim();
+  if (name === '' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) return undefined;
+  if (kind === 'header') return { from: 'header', name: name.toLowerCase() };
+  if (kind === 'cookie') return { from: 'cookie', name };
+  return undefined;
+}
+
+export function formatHashKey(key: HashKey): string {
+  return key.from === 'source-ip' ? 'source-ip' : `${key.from}:${key.name}`;
+}
+
+/**
+ * The policy of one service, from its spec and annotations. Invalid annotations never fail the
+ * service: they are reported as warnings and the default applies.
+ */
+export function policyFromService(service: Service, defaultLb: LbPolicyKind): PolicyResult {
+  const warnings: string[] = [];
+  let lb = defaultLb;
+  let source: PolicySource = 'default';
+  let hashKey: HashKey | undefined;
+
+  const lbText = service.annotations[ANNOTATION_LB_POLICY];
+  if (lbText !== undefined) {
+    const wanted = lbText.trim() as LbPolicyKind;
+    if ((LB_POLICIES as readonly string[]).includes(wanted)) {
+      lb = wanted;
+      source = 'service';
+    } else {
+      warnings.push(`${ANNOTATION_LB_POLICY}: unknown policy "${lbText}" (one of ${LB_POLICIES.join(', ')}); using ${defaultLb}`);
+    }
+  }
+  const keyText = service.annotations[ANNOTATION_HASH_KEY];
+  if (keyText !== undefined) {
+    const parsed = parseHashKey(keyText);
+    if (parsed === undefined) {
+      warnings.push(`${ANNOTATION_HASH_KEY}: cannot parse "${keyText}" (header:<name>, cookie:<name> or source-ip)`);
+    } else if (lb !== 'ring-hash') {
+      warnings.push(`${ANNOTATION_HASH_KEY} is set but the policy is ${lb}, not ring-hash; ignored`);
+    } else {
+      hashKey = parsed;
+    }
+  }
+  if (lb === 'ring-hash' && hashKey === undefined) hashKey = { from: 'source-ip' };
+
+  const policy: TrafficPolicy = {
+    lb,
+    nodeLocalOnly: service.internalTrafficPolicy === 'Local',
+    preferClose: service.trafficDistribution === 'PreferClose' || service.trafficDistribution === 'PreferSameZone',
+    source,
+  };
+  if (hashKey !== undefined) policy.hashKey = hashKey;
+  if (service.sessionAffinity === 'ClientIP') {
+    if (lb !== defaultLb && source === 'service') {
+      warnings.push(`sessionAffinity ClientIP is applied on top of ${lb}: a client stays on its first endpoint`);
+    }
+    policy.clientIpAffinityMs = service.sessionAffinityTimeoutSeconds * 1000;
+  }
+  return { policy, warnings };
+}

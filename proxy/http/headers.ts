@@ -1,0 +1,87 @@
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection and are never forwarded. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  // Answered by meshlet's own server (Node sends 100 Continue); undici refuses to send it.
+  'expect',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** Extra hop-by-hop names listed in the Connection header (RFC 9110 §7.6.1). */
+function connectionTokens(value: string | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  const tokens = new Set<string>();
+  for (const token of value.split(',')) {
+    const t = token.trim().toLowerCase();
+    if (t !== '' && t !== 'close' && t !== 'keep-alive') tokens.add(t);
+  }
+  return tokens.size > 0 ? tokens : undefined;
+}
+
+/**
+ * The headers sent upstream, as a flat [name, value, ...] list in the client's order and case:
+ * hop-by-hop ones dropped (kept for an upgrade), `x-forwarded-for` extended with the client
+ * address, `x-forwarded-proto` added when absent.
+ */
+export function upstreamHeaders(req: IncomingMessage, keepUpgrade: boolean): string[] {
+  const extra = connectionTokens(req.headers.connection);
+  const raw = req.rawHeaders;
+  const out: string[] = [];
+  let forwardedFor: string | undefined;
+  let hasProto = false;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const value = raw[i + 1] as string;
+    const lower = name.toLowerCase();
+    if (lower === 'x-forwarded-for') {
+      forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
+      continue;
+    }
+    if (lower === 'x-forwarded-proto') hasProto = true;
+    if (keepUpgrade && (lower === 'connection' || lower === 'upgrade')) {
+      out.push(name, value);
+      continue;
+    }
+    if (HOP_BY_HOP.has(lower) || extra?.has(lower)) continue;
+    out.push(name, value);
+  }
+  const client = req.socket.remoteAddress ?? '';
+  out.push('x-forwarded-for', forwardedFor === undefined ? client : `${forwardedFor}, ${client}`);
+  if (!hasProto) out.push('x-forwarded-proto', 'http');
+  return out;
+}
+
+/** Response headers for the client: undici's object minus hop-by-hop ones. */
+export function downstreamHeaders(
+  headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> {
+  const extra = connectionTokens(typeof headers.connection === 'string' ? headers.connection : undefined);
+  const out: Record<string, string | string[]> = {};
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || HOP_BY_HOP.has(name) || extra?.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+/** Whether the request carries a body (RFC 9112 §6.3): then it cannot be replayed on retry. */
+export function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** RFC 9110 §9.2.2: methods whose repetition has the same effect. */
+export function isIdempotent(method: string): boolean {
+  return IDEMPOTENT.has(method);
+}

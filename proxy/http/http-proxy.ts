@@ -1,0 +1,165 @@
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { ErrorCodes, errorMessage } from '../../src/errors.ts';
+import type { ProxyEndpoint } from '../balance/picker.ts';
+import { recordConnectFailure } from '../connect/connect-endpoint.ts';
+import type { RouteContext } from '../route.ts';
+import { downstreamHeaders, hasBody, isIdempotent, upstreamHeaders } from './headers.ts';
+import type { UpstreamPools } from './upstream-pools.ts';
+
+/** Errors raised by the dial step: nothing reached the endpoint, so any body-less request may be retried. */
+const CONNECT_ERRORS = new Set<unknown>([ErrorCodes.PROXY_CONNECT, ErrorCodes.PROXY_TIMEOUT]);
+/** A pooled keep-alive connection that died under the request: safe to replay idempotent requests. */
+const RESET_ERRORS = new Set<unknown>(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED']);
+const TIMEOUT_ERRORS = new Set<unknown>(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/**
+ * One proxied HTTP request: balanced per request, dispatched on the endpoint's pooled
+ * keep-alive connections (undici Pool.dispatch, the fastest of the measured options, see
+ * docs/decisions/proxy-http.md), streamed both ways with backpressure. Connection failures
+ * before a response are retried on another endpoint for idempotent requests without a body.
+ */
+export class ProxyExchange implements Dispatcher.DispatchHandler {
+  readonly #route: RouteContext;
+  readonly #pools: UpstreamPools;
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+  readonly #headers: string[];
+  readonly #replayable: boolean;
+  readonly #tried = new Set<string>();
+  #endpoint: ProxyEndpoint | undefined;
+  #controller: Dispatcher.DispatchController | undefined;
+  #attempts = 0;
+  #responded = false;
+  #done = false;
+
+  constructor(route: RouteContext, pools: UpstreamPools, req: IncomingMessage, res: ServerResponse) {
+    this.#route = route;
+    this.#pools = pools;
+    this.#req = req;
+    this.#res = res;
+    this.#headers = upstreamHeaders(req, false);
+    this.#replayable = !hasBody(req);
+    res.once('close', () => {
+      if (!res.writableFinished) this.#controller?.abort(new Error('client went away'));
+    });
+  }
+
+  start(): void {
+    this.#dispatch(undefined);
+  }
+
+  #dispatch(previous: ProxyEndpoint | undefined): void {
+    const route = this.#route;
+    const clientIp = this.#req.socket.remoteAddress ?? '';
+    const endpoint = route.picker.pick({ clientIp, headers: this.#req.headers, exclude: this.#tried }) ?? previous;
+    if (endpoint === undefined) {
+      if (this.#attempts === 0) route.metrics.noEndpoint.inc();
+      this.#fail(503, 'no endpoint available');
+      return;
+    }
+    this.#tried.add(endpoint.id);
+    this.#endpoint = endpoint;
+    this.#attempts++;
+    endpoint.stats.active++;
+    const timeout = route.settings.requestTimeoutMs;
+    this.#pools.get(endpoint).dispatch(
+      {
+        path: this.#req.url ?? '/',
+        method: this.#req.method ?? 'GET',
+        headers: this.#headers,
+        body: this.#replayable ? null : this.#req,
+        headersTimeout: timeout,
+        bodyTimeout: timeout,
+      },
+      this,
+    );
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    statusMessage?: string,
+  ): void {
+    this.#responded = true;
+    if (this.#endpoint !== undefined) this.#route.picker.success(this.#endpoint);
+    const res = this.#res;
+    if (res.destroyed) {
+      controller.abort(new Error('client went away'));
+      return;
+    }
+    res.writeHead(statusCode, statusMessage ?? '', downstreamHeaders(headers));
+    this.#route.metrics.request(statusCode);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.#res.write(chunk)) {
+      controller.pause();
+      this.#res.once('drain', () => controller.resume());
+    }
+  }
+
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    this.#finish();
+    for (const _ in trailers) {
+      this.#res.addTrailers(downstreamHeaders(trailers));
+      break;
+    }
+    this.#res.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    const endpoint = this.#endpoint;
+    this.#finish();
+    const code = (err as { code?: unknown }).code;
+    if (this.#responded) {
+      // Mid-body failure: the status is already out; cutting the connection tells the client.
+      this.#route.log.debug({ endpoint: endpoint?.id, err: errorMessage(err) }, 'upstream failed mid-response');
+      this.#res.destroy();
+      return;
+    }
+    const connectFailed = CONNECT_ERRORS.has(code);
+    if (connectFailed && endpoint !== undefined) recordConnectFailure(this.#route, endpoint, err);
+    const retryable =
+      this.#replayable &&
+      !this.#res.destroyed &&
+      this.#attempts <= this.#route.settings.httpRetries &&
+      (connectFailed || (RESET_ERRORS.has(code) && isIdempotent(this.#req.method ?? 'GET')));
+    if (retryable) {
+      this.#done = false;
+      // A reset keep-alive connection may be retried on the same endpoint; a failed connect may not.
+      this.#dispatch(connectFailed ? undefined : endpoint);
+      return;
+    }
+    if (TIMEOUT_ERRORS.has(code)) this.#fail(504, 'upstream timed out');
+    else this.#fail(502, 'upstream connection failed');
+    this.#route.log.debug({ endpoint: endpoint?.id, err: errorMessage(err), code }, 'request failed');
+  }
+
+  #finish(): void {
+    if (this.#done) return;
+    this.#done = true;
+    if (this.#endpoint !== undefined) this.#endpoint.stats.active--;
+  }
+
+  #fail(status: number, message: string): void {
+    this.#route.metrics.request(status);
+    const res = this.#res;
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    const body = `${message}\n`;
+    res.writeHead(status, {
+      'content-type': 'text/plain',
+      'content-length': Buffer.byteLength(body),
+      'x-meshlet-error': message,
+    });
+    res.end(body);
+  }
+}

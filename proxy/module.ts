@@ -1,0 +1,227 @@
+import type { Registry as MetricsRegistry } from 'prom-client';
+import type { AgentModule } from '../src/agent/module.ts';
+import type { Config } from '../src/config/schema.ts';
+import { errorMessage } from '../src/errors.ts';
+import type { Logger } from '../src/log.ts';
+import type { RegistryUpdate, ServiceRegistry } from '../src/registry/registry.ts';
+import type { Protocol, Service } from '../src/registry/types.ts';
+import type { Dialer } from './connect/dialer.ts';
+import { DirectDialer } from './connect/direct-dialer.ts';
+import { UpstreamPools } from './http/upstream-pools.ts';
+import { routeMode } from './listen/detect.ts';
+import { ServiceListener } from './listen/service-listener.ts';
+import { ProxyMetrics } from './metrics.ts';
+import { buildRoute, type RouteDeps, routeKey } from './route.ts';
+import { createBoundServer } from './stack.ts';
+
+export interface ProxyModuleOptions {
+  config: Config;
+  registry: ServiceRegistry;
+  metrics: MetricsRegistry;
+  logger: Logger;
+  /** Defaults to the direct dialer; the tunnel phase passes its own. */
+  dialer?: Dialer;
+}
+
+/** Where the iptables layer sends a service port's traffic. */
+export interface ListenerAddress {
+  address: string;
+  port: number;
+}
+
+/**
+ * The service proxy as an agent module: one listener per service port, built and torn down
+ * from registry updates (only the services an update names are rebuilt). An endpoint change
+ * swaps the listener's route context in place; only a change of port or protocol mode rebinds.
+ */
+export class ProxyModule implements AgentModule {
+  readonly name = 'proxy';
+  readonly #config: Config;
+  readonly #registry: ServiceRegistry;
+  readonly #log: Logger;
+  readonly #metrics: ProxyMetrics;
+  readonly #pools: UpstreamPools;
+  readonly #routeDeps: RouteDeps;
+  /** By route key `ns/name:port/PROTO`. */
+  readonly #listeners = new Map<string, ServiceListener>();
+  /** `clusterIP|port|PROTO` → listener, for listenerFor(). */
+  #byClusterIP = new Map<string, ServiceListener>();
+  #unsubscribe: (() => void) | undefined;
+  #queue: Promise<void> = Promise.resolve();
+  #ready = false;
+
+  constructor(opts: ProxyModuleOptions) {
+    this.#config = opts.config;
+    this.#registry = opts.registry;
+    this.#log = opts.logger.child({ module: 'proxy/module' });
+    this.#metrics = new ProxyMetrics(opts.metrics, () => {
+      let listening = 0;
+      let failed = 0;
+      for (const l of this.#listeners.values()) {
+        if (l.state === 'listening') listening++;
+        else if (l.state === 'failed') failed++;
+      }
+      return { listening, failed };
+    });
+    const settings = opts.config.proxy;
+    const dialer = opts.dialer ?? new DirectDialer();
+    this.#pools = new UpstreamPools(dialer, {
+      connections: settings.upstreamConnections,
+      connectTimeoutMs: settings.connectTimeoutMs,
+    });
+    this.#routeDeps = {
+      settings,
+      nodeName: opts.config.node.name,
+      nodeZone: undefined,
+      dialer,
+      metrics: this.#metrics,
+      log: opts.logger.child({ module: 'proxy/route' }),
+    };
+  }
+
+  async start(): Promise<void> {
+    this.#unsubscribe = this.#registry.subscribe((update) => this.#enqueue(update));
+    await this.#enqueue(undefined);
+    this.#ready = true;
+    this.#log.info({ listeners: this.#listeners.size, mode: this.#config.proxy.listenPort }, 'proxy started');
+  }
+
+  async stop(): Promise<void> {
+    this.#unsubscribe?.();
+    await this.#queue;
+    const grace = this.#config.shutdown.gracePeriodMs;
+    await Promise.all([...this.#listeners.values()].map((l) => l.close(grace)));
+    this.#listeners.clear();
+    this.#byClusterIP.clear();
+    await this.#pools.close();
+    this.#ready = false;
+  }
+
+  ready(): boolean {
+    return this.#ready;
+  }
+
+  /** Resolves once every registry update received so far is applied (listeners bound). */
+  settled(): Promise<void> {
+    return this.#queue;
+  }
+
+  /** The listener serving `clusterIP:port/proto`, for the iptables layer (DNAT target). */
+  listenerFor(clusterIP: string, port: number, proto: Protocol): ListenerAddress | undefined {
+    const listener = this.#byClusterIP.get(`${clusterIP}|${port}|${proto}`);
+    if (listener === undefined || listener.state !== 'listening') return undefined;
+    return { address: listener.address, port: listener.port };
+  }
+
+  status(): Record<string, unknown> {
+    const listeners = [...this.#listeners.values()].map((l) => l.status());
+    return {
+      listenPort: this.#config.proxy.listenPort,
+      listeners: listeners.length,
+      failed: listeners.filter((l) => l.state === 'failed'),
+      upstreamPools: this.#pools.size,
+      routes: listeners,
+    };
+  }
+
+  /** Updates run one at a time, in order; `undefined` means every service. */
+  #enqueue(update: RegistryUpdate | undefined): Promise<void> {
+    this.#queue = this.#queue
+      .then(() => this.#apply(update))
+      .catch((err: unknown) => this.#log.error({ err: errorMessage(err) }, 'proxy update failed'));
+    return this.#queue;
+  }
+
+  async #apply(update: RegistryUpdate | undefined): Promise<void> {
+    const nodeName = this.#config.node.name;
+    const zone = this.#registry.getNode(nodeName)?.zone;
+    const zoneChanged = zone !== this.#routeDeps.nodeZone;
+    this.#routeDeps.nodeZone = zone;
+    let keys: Set<string>;
+    if (update === undefined || update.reset || zoneChanged) {
+      keys = new Set([...this.#registry.services()].map((s) => `${s.namespace}/${s.name}`));
+      for (const listener of this.#listeners.values()) keys.add(listener.route.service);
+    } else {
+      keys = new Set(update.services);
+    }
+    const opening: Promise<unknown>[] = [];
+    for (const key of keys) this.#applyService(key, opening);
+    // Listeners that failed to bind (a port clash) are retried on every update.
+    for (const listener of this.#listeners.values()) {
+      if (listener.state === 'failed') opening.push(this.#open(listener));
+    }
+    await Promise.all(opening);
+    this.#reindex();
+  }
+
+  #applyService(key: string, opening: Promise<unknown>[]): void {
+    const service = this.#registry.getServiceByKey(key);
+    const settings = this.#config.proxy;
+    const wanted = new Set<string>();
+    if (service !== undefined && proxied(service)) {
+      const slices = this.#registry.endpointSlicesOf(service.namespace, service.name);
+      for (const port of service.ports) {
+        if (port.protocol === 'SCTP') continue;
+        const rkey = routeKey(service, port);
+        wanted.add(rkey);
+        const mode = routeMode(port);
+        const wantedPort = settings.listenPort === 'service' ? port.port : 0;
+        const existing = this.#listeners.get(rkey);
+        const reuse =
+          existing !== undefined &&
+          existing.mode === mode &&
+          (settings.listenPort === 'auto' || existing.wantedPort === wantedPort);
+        const route = buildRoute(service, port, slices, mode, this.#routeDeps, reuse ? existing.route : undefined);
+        if (mode === 'http') this.#pools.retain(route.endpoints);
+        if (reuse) {
+          if (existing.route.mode === 'http') this.#pools.release(existing.route.endpoints);
+          existing.route = route;
+          continue;
+        }
+        if (existing !== undefined) this.#remove(existing);
+        const listener = new ServiceListener(route, settings.address, wantedPort, (getRoute) =>
+          createBoundServer(mode, getRoute, { pools: this.#pools }),
+        );
+        this.#listeners.set(rkey, listener);
+        opening.push(this.#open(listener));
+      }
+    }
+    for (const [rkey, listener] of this.#listeners) {
+      if (listener.route.service === key && !wanted.has(rkey)) this.#remove(listener);
+    }
+  }
+
+  async #open(listener: ServiceListener): Promise<void> {
+    const ok = await listener.open();
+    const fields = { route: listener.route.key, address: `${listener.address}:${listener.port || listener.wantedPort}` };
+    if (ok) this.#log.info({ ...fields, mode: listener.mode }, 'listener open');
+    else this.#log.warn({ ...fields, err: listener.error, code: 'MESHLET_ERR_PROXY_BIND' }, 'listener cannot bind; will retry');
+  }
+
+  #remove(listener: ServiceListener): void {
+    this.#listeners.delete(listener.route.key);
+    if (listener.route.mode === 'http') this.#pools.release(listener.route.endpoints);
+    this.#log.info({ route: listener.route.key }, 'listener closed');
+    // Existing connections drain on their own (as conntrack entries would); new ones are refused.
+    listener.close(this.#config.shutdown.gracePeriodMs).catch(() => {});
+  }
+
+  #reindex(): void {
+    const index = new Map<string, ServiceListener>();
+    for (const listener of this.#listeners.values()) {
+      const service = this.#registry.getServiceByKey(listener.route.service);
+      const port = listener.route.servicePort;
+      for (const ip of service?.clusterIPs ?? []) index.set(`${ip}|${port.port}|${port.protocol}`, listener);
+    }
+    this.#byClusterIP = index;
+  }
+}
+
+/** ExternalName and headless services have nothing to proxy (DNS answers for them). */
+function proxied(service: Service): boolean {
+  return service.type !== 'ExternalName' && !service.headless;
+}
+
+export function createProxyModule(opts: ProxyModuleOptions): ProxyModule {
+  return new ProxyModule(opts);
+}
