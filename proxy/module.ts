@@ -8,6 +8,7 @@ import type { Protocol, Service } from '../src/registry/types.ts';
 import type { Dialer } from './connect/dialer.ts';
 import { DirectDialer } from './connect/direct-dialer.ts';
 import { UpstreamPools } from './http/upstream-pools.ts';
+import type { InterceptTarget } from './iptables/rules.ts';
 import { routeMode } from './listen/detect.ts';
 import { ServiceListener } from './listen/service-listener.ts';
 import { ProxyMetrics } from './metrics.ts';
@@ -49,6 +50,7 @@ export class ProxyModule implements AgentModule {
   #unsubscribe: (() => void) | undefined;
   #queue: Promise<void> = Promise.resolve();
   #ready = false;
+  readonly #listenerWatchers = new Set<() => void>();
 
   constructor(opts: ProxyModuleOptions) {
     this.#config = opts.config;
@@ -113,6 +115,34 @@ export class ProxyModule implements AgentModule {
     return { address: listener.address, port: listener.port };
   }
 
+  /** Every bound listener as an interception target: clusterIP:port (and nodePort) → listener. */
+  interceptTargets(): InterceptTarget[] {
+    const targets: InterceptTarget[] = [];
+    for (const listener of this.#listeners.values()) {
+      if (listener.state !== 'listening') continue;
+      const port = listener.route.servicePort;
+      if (port.protocol === 'SCTP') continue;
+      const service = this.#registry.getServiceByKey(listener.route.service);
+      if (service === undefined || service.clusterIPs.length === 0) continue;
+      targets.push({
+        id: `${listener.route.service}:${port.name || port.port}`,
+        protocol: port.protocol,
+        clusterIPs: service.clusterIPs,
+        port: port.port,
+        ...(port.nodePort !== undefined && { nodePort: port.nodePort }),
+        listenAddress: listener.address,
+        listenPort: listener.port,
+      });
+    }
+    return targets;
+  }
+
+  /** Calls `watcher` after every applied update that may have changed the listeners; returns the unsubscribe. */
+  onListenersChanged(watcher: () => void): () => void {
+    this.#listenerWatchers.add(watcher);
+    return () => this.#listenerWatchers.delete(watcher);
+  }
+
   status(): Record<string, unknown> {
     const listeners = [...this.#listeners.values()].map((l) => l.status());
     return {
@@ -152,6 +182,7 @@ export class ProxyModule implements AgentModule {
     }
     await Promise.all(opening);
     this.#reindex();
+    for (const watcher of this.#listenerWatchers) watcher();
   }
 
   #applyService(key: string, opening: Promise<unknown>[]): void {
@@ -217,9 +248,18 @@ export class ProxyModule implements AgentModule {
   }
 }
 
-/** ExternalName and headless services have nothing to proxy (DNS answers for them). */
-function proxied(service: Service): boolean {
-  return service.type !== 'ExternalName' && !service.headless;
+/** Label that opts a service out of meshlet's proxy (kube-proxy, if any, keeps it). */
+export const OPT_OUT_LABEL = 'meshlet.io/proxy';
+/** EdgeMesh's opt-out label, honoured so its users can switch without relabelling. */
+export const EDGEMESH_OPT_OUT_LABEL = 'service.edgemesh.kubeedge.io/service-proxy-name';
+
+/**
+ * ExternalName and headless services have nothing to proxy (DNS answers for them); a service
+ * labelled `meshlet.io/proxy: "false"` (or carrying EdgeMesh's service-proxy-name label) opts out.
+ */
+export function proxied(service: Service): boolean {
+  if (service.type === 'ExternalName' || service.headless) return false;
+  return service.labels[OPT_OUT_LABEL] !== 'false' && service.labels[EDGEMESH_OPT_OUT_LABEL] === undefined;
 }
 
 export function createProxyModule(opts: ProxyModuleOptions): ProxyModule {

@@ -1,5 +1,6 @@
 import type { Registry as MetricsRegistry } from 'prom-client';
 import { createDnsModule } from '../../dns/module.ts';
+import { HostNetworkModule, InterceptModule } from '../../proxy/iptables/module.ts';
 import { createProxyModule } from '../../proxy/module.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
@@ -18,9 +19,16 @@ export interface ModuleContext {
  * The agent's data-plane modules, in start order (stopped in reverse). Each capability adds
  * one line here; a module reads the registry and its config slice and nothing else.
  */
-export function createModules(_ctx: ModuleContext): AgentModule[] {
+export function createModules(ctx: ModuleContext): AgentModule[] {
   const modules: AgentModule[] = [];
-  if (_ctx.config.dns.enabled) modules.push(createDnsModule(_ctx));
-  if (_ctx.config.proxy.enabled) modules.push(createProxyModule(_ctx));
+  const intercepting = ctx.config.proxy.enabled && ctx.config.proxy.interception.mode === 'iptables';
+  // The interface and its addresses first: DNS and the listeners bind them.
+  if (intercepting) modules.push(new HostNetworkModule({ config: ctx.config, logger: ctx.logger }));
+  if (ctx.config.dns.enabled) modules.push(createDnsModule(ctx));
+  if (ctx.config.proxy.enabled) {
+    const proxy = createProxyModule(ctx);
+    modules.push(proxy);
+    if (intercepting) modules.push(new InterceptModule({ config: ctx.config, proxy, logger: ctx.logger }));
+  }
   return modules;
 }

@@ -168,6 +168,45 @@ const DnsConfig = z
   .prefault({})
   .describe('The node-local DNS server.');
 
+const InterceptionConfig = z
+  .strictObject({
+    mode: z
+      .enum(['none', 'iptables'])
+      .default('none')
+      .describe(
+        "'iptables': DNAT each clusterIP:port (and nodePort) to its listener, so pods reach services transparently (needs NET_ADMIN); 'none': clients dial the listeners themselves (standalone).",
+      ),
+    interfaceName: z
+      .string()
+      .regex(/^[a-zA-Z0-9_.-]{1,15}$/, 'must be a Linux interface name (1-15 characters)')
+      .default('meshlet0')
+      .describe("Interface that carries proxy.address: created as a dummy interface, or an existing one such as 'lo'."),
+    createDummy: z
+      .boolean()
+      .default(true)
+      .describe(
+        "Create interfaceName as a dummy interface (and delete it on shutdown); false to use an existing one (e.g. 'lo' where the kernel has no dummy interfaces).",
+      ),
+    serviceCidrs: z
+      .array(z.string().regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, 'must be a CIDR such as 198.19.0.0/16'))
+      .default([])
+      .describe(
+        'Service CIDRs routed to interfaceName when the node has no route for them (edge nodes without a default route).',
+      ),
+    iptablesBackend: z
+      .enum(['auto', 'nft', 'legacy'])
+      .default('auto')
+      .describe(
+        "Which iptables backend to write: 'auto' picks the one that already holds more rules (as kube-proxy's wrapper does).",
+      ),
+    ipv6: z.boolean().default(false).describe('Also manage ip6tables rules for IPv6 cluster IPs.'),
+    verifyIntervalMs: duration(3_600_000)
+      .default(10_000)
+      .describe('Check the installed rules this often (ms) and rewrite them if someone changed them; 0 disables.'),
+  })
+  .prefault({})
+  .describe('Transparent interception of service traffic.');
+
 const ProxyConfig = z
   .strictObject({
     enabled: z.boolean().default(true).describe('Proxy service ports to their endpoints.'),
@@ -241,6 +280,7 @@ const ProxyConfig = z
       })
       .prefault({})
       .describe('Passive outlier ejection of endpoints that fail connections.'),
+    interception: InterceptionConfig,
   })
   .prefault({})
   .describe('The service proxy (L4/L7 load balancing).');
