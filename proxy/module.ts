@@ -7,12 +7,13 @@ import type { RegistryUpdate, ServiceRegistry } from '../src/registry/registry.t
 import type { Protocol, Service } from '../src/registry/types.ts';
 import type { Dialer } from './connect/dialer.ts';
 import { DirectDialer } from './connect/direct-dialer.ts';
+import { H2Sessions } from './h2c/sessions.ts';
 import { UpstreamPools } from './http/upstream-pools.ts';
 import type { InterceptTarget } from './iptables/rules.ts';
 import { routeMode } from './listen/detect.ts';
 import { ServiceListener } from './listen/service-listener.ts';
 import { ProxyMetrics } from './metrics.ts';
-import { buildRoute, type RouteDeps, routeKey } from './route.ts';
+import { buildRoute, type RouteContext, type RouteDeps, routeKey } from './route.ts';
 import { createBoundServer } from './stack.ts';
 
 export interface ProxyModuleOptions {
@@ -42,6 +43,7 @@ export class ProxyModule implements AgentModule {
   readonly #log: Logger;
   readonly #metrics: ProxyMetrics;
   readonly #pools: UpstreamPools;
+  readonly #h2: H2Sessions;
   readonly #routeDeps: RouteDeps;
   /** By route key `ns/name:port/PROTO`. */
   readonly #listeners = new Map<string, ServiceListener>();
@@ -71,6 +73,7 @@ export class ProxyModule implements AgentModule {
       connections: settings.upstreamConnections,
       connectTimeoutMs: settings.connectTimeoutMs,
     });
+    this.#h2 = new H2Sessions(dialer, settings.connectTimeoutMs);
     this.#routeDeps = {
       settings,
       nodeName: opts.config.node.name,
@@ -95,7 +98,7 @@ export class ProxyModule implements AgentModule {
     await Promise.all([...this.#listeners.values()].map((l) => l.close(grace)));
     this.#listeners.clear();
     this.#byClusterIP.clear();
-    await this.#pools.close();
+    await Promise.all([this.#pools.close(), this.#h2.close()]);
     this.#ready = false;
   }
 
@@ -150,6 +153,7 @@ export class ProxyModule implements AgentModule {
       listeners: listeners.length,
       failed: listeners.filter((l) => l.state === 'failed'),
       upstreamPools: this.#pools.size,
+      h2Sessions: this.#h2.size,
       routes: listeners,
     };
   }
@@ -203,15 +207,15 @@ export class ProxyModule implements AgentModule {
           existing.mode === mode &&
           (settings.listenPort === 'auto' || existing.wantedPort === wantedPort);
         const route = buildRoute(service, port, slices, mode, this.#routeDeps, reuse ? existing.route : undefined);
-        if (mode === 'http') this.#pools.retain(route.endpoints);
+        this.#retain(route);
         if (reuse) {
-          if (existing.route.mode === 'http') this.#pools.release(existing.route.endpoints);
+          this.#release(existing.route);
           existing.route = route;
           continue;
         }
         if (existing !== undefined) this.#remove(existing);
         const listener = new ServiceListener(route, settings.address, wantedPort, (getRoute) =>
-          createBoundServer(mode, getRoute, { pools: this.#pools }),
+          createBoundServer(mode, getRoute, { pools: this.#pools, h2: this.#h2 }),
         );
         this.#listeners.set(rkey, listener);
         opening.push(this.#open(listener));
@@ -231,10 +235,21 @@ export class ProxyModule implements AgentModule {
 
   #remove(listener: ServiceListener): void {
     this.#listeners.delete(listener.route.key);
-    if (listener.route.mode === 'http') this.#pools.release(listener.route.endpoints);
+    this.#release(listener.route);
     this.#log.info({ route: listener.route.key }, 'listener closed');
     // Existing connections drain on their own (as conntrack entries would); new ones are refused.
     listener.close(this.#config.shutdown.gracePeriodMs).catch(() => {});
+  }
+
+  /** Upstream connection pools follow the routes that use them (HTTP/1.1 pools, HTTP/2 sessions). */
+  #retain(route: RouteContext): void {
+    if (route.mode === 'http') this.#pools.retain(route.endpoints);
+    else if (route.mode === 'h2c') this.#h2.retain(route.endpoints);
+  }
+
+  #release(route: RouteContext): void {
+    if (route.mode === 'http') this.#pools.release(route.endpoints);
+    else if (route.mode === 'h2c') this.#h2.release(route.endpoints);
   }
 
   #reindex(): void {

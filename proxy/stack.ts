@@ -6,13 +6,16 @@
  *   3. route    route.ts                     the port's precomputed context, swapped on registry change
  *   4. balance  balance/build.ts             outlier ejection → ClientIP affinity → locality → policy
  *   5. dial     connect/connect-endpoint.ts  the Dialer (connect/dialer.ts), retrying another endpoint
- *   6. relay    tcp/relay.ts · udp/udp-proxy.ts · http/http-proxy.ts (+ http/upgrade.ts)
+ *   6. relay    tcp/relay.ts · udp/udp-proxy.ts · http/http-proxy.ts (+ http/upgrade.ts) · h2c/h2c-proxy.ts
  *
  * Steps 3–6 run per connection, request or UDP flow; 1–2 run when the registry changes.
  */
 import { createSocket } from 'node:dgram';
 import type { Server } from 'node:http';
+import type { Http2Server } from 'node:http2';
 import { isIPv6, type Server as NetServer, createServer as netServer, type Socket } from 'node:net';
+import { createH2cProxyServer } from './h2c/h2c-proxy.ts';
+import type { H2Sessions } from './h2c/sessions.ts';
 import { createHttpProxyServer } from './http/http-server.ts';
 import type { UpstreamPools } from './http/upstream-pools.ts';
 import type { RouteMode } from './listen/detect.ts';
@@ -23,6 +26,7 @@ import { UdpProxy } from './udp/udp-proxy.ts';
 
 export interface StackDeps {
   pools: UpstreamPools;
+  h2: H2Sessions;
 }
 
 /** Step 1 + 2: the socket for a service port, wired to the handler of its mode. */
@@ -32,6 +36,10 @@ export function createBoundServer(mode: RouteMode, getRoute: () => RouteContext,
     const server = createHttpProxyServer(getRoute, deps.pools);
     return streamServer(server, () => server.closeIdleConnections());
   }
+  if (mode === 'h2c') {
+    const server = createH2cProxyServer(getRoute, deps.h2);
+    return streamServer(server, () => server.closeSessions());
+  }
   // pauseOnConnect: nothing is read from the client before an upstream is connected (step 5).
   const server = netServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) =>
     handleTcpConnection(getRoute(), socket),
@@ -39,7 +47,7 @@ export function createBoundServer(mode: RouteMode, getRoute: () => RouteContext,
   return streamServer(server, () => {});
 }
 
-function streamServer(server: NetServer | Server, closeIdle: () => void): BoundServer {
+function streamServer(server: NetServer | Server | Http2Server, closeIdle: () => void): BoundServer {
   const sockets = new Set<Socket>();
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
