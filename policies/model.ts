@@ -1,10 +1,13 @@
 /**
  * The traffic-policy model: how one service port's traffic is balanced, where the settings come
  * from, and what a picker needs to know. Pure data and parsing; the pickers live in
- * proxy/balance/. Policies come from the Service itself today (spec fields and meshlet.io/
- * annotations, see policies/README.md); an Istio DestinationRule is a later `source`.
+ * proxy/balance/. Policies come from the Service itself (spec fields and meshlet.io/
+ * annotations) and from an Istio DestinationRule naming it (destination-rule.ts); see
+ * policies/README.md.
  */
-import type { Service } from '../src/registry/types.ts';
+import type { OutlierOptions } from '../proxy/balance/outlier.ts';
+import type { DestinationRule, Service } from '../src/registry/types.ts';
+import { overridesFromRule } from './destination-rule.ts';
 
 export const LB_POLICIES = ['round-robin', 'random', 'least-request', 'ring-hash'] as const;
 export type LbPolicyKind = (typeof LB_POLICIES)[number];
@@ -15,7 +18,7 @@ export type HashKey = { from: 'header'; name: string } | { from: 'cookie'; name:
 export const ANNOTATION_LB_POLICY = 'meshlet.io/lb-policy';
 export const ANNOTATION_HASH_KEY = 'meshlet.io/hash-key';
 
-/** Where a policy was read from; 'destination-rule' is reserved for the Istio mapping. */
+/** Where a policy was read from. */
 export type PolicySource = 'default' | 'service' | 'destination-rule';
 
 export interface TrafficPolicy {
@@ -28,6 +31,8 @@ export interface TrafficPolicy {
   nodeLocalOnly: boolean;
   /** trafficDistribution: PreferClose: same node, then same zone, then any. */
   preferClose: boolean;
+  /** Outlier-ejection settings that replace config `proxy.outlier` (from a DestinationRule). */
+  outlier?: Partial<OutlierOptions>;
   source: PolicySource;
 }
 
@@ -56,10 +61,17 @@ export function formatHashKey(key: HashKey): string {
 }
 
 /**
- * The policy of one service, from its spec and annotations. Invalid annotations never fail the
- * service: they are reported as warnings and the default applies.
+ * The policy of one service port, from the service's spec and annotations and, when one names
+ * the service, an Istio DestinationRule, which wins over the annotations (as it does for
+ * EdgeMesh users). Invalid settings never fail the service: they are reported as warnings and
+ * the default applies.
  */
-export function policyFromService(service: Service, defaultLb: LbPolicyKind): PolicyResult {
+export function policyFromService(
+  service: Service,
+  defaultLb: LbPolicyKind,
+  rule?: DestinationRule,
+  port?: number,
+): PolicyResult {
   const warnings: string[] = [];
   let lb = defaultLb;
   let source: PolicySource = 'default';
@@ -86,6 +98,20 @@ export function policyFromService(service: Service, defaultLb: LbPolicyKind): Po
       hashKey = parsed;
     }
   }
+  let outlier: Partial<OutlierOptions> | undefined;
+  if (rule !== undefined) {
+    const overrides = overridesFromRule(rule, port ?? 0);
+    warnings.push(...overrides.warnings);
+    if (overrides.lb !== undefined) {
+      lb = overrides.lb;
+      hashKey = overrides.hashKey;
+      source = 'destination-rule';
+    }
+    if (overrides.outlier !== undefined) {
+      outlier = overrides.outlier;
+      source = 'destination-rule';
+    }
+  }
   if (lb === 'ring-hash' && hashKey === undefined) hashKey = { from: 'source-ip' };
 
   const policy: TrafficPolicy = {
@@ -95,8 +121,9 @@ export function policyFromService(service: Service, defaultLb: LbPolicyKind): Po
     source,
   };
   if (hashKey !== undefined) policy.hashKey = hashKey;
+  if (outlier !== undefined) policy.outlier = outlier;
   if (service.sessionAffinity === 'ClientIP') {
-    if (lb !== defaultLb && source === 'service') {
+    if (lb !== defaultLb && source !== 'default') {
       warnings.push(`sessionAffinity ClientIP is applied on top of ${lb}: a client stays on its first endpoint`);
     }
     policy.clientIpAffinityMs = service.sessionAffinityTimeoutSeconds * 1000;

@@ -195,6 +195,7 @@ export class ProxyModule implements AgentModule {
     const wanted = new Set<string>();
     if (service !== undefined && proxied(service)) {
       const slices = this.#registry.endpointSlicesOf(service.namespace, service.name);
+      const rule = this.#registry.destinationRuleFor(service.namespace, service.name);
       for (const port of service.ports) {
         if (port.protocol === 'SCTP') continue;
         const rkey = routeKey(service, port);
@@ -206,7 +207,7 @@ export class ProxyModule implements AgentModule {
           existing !== undefined &&
           existing.mode === mode &&
           (settings.listenPort === 'auto' || existing.wantedPort === wantedPort);
-        const route = buildRoute(service, port, slices, mode, this.#routeDeps, reuse ? existing.route : undefined);
+        const route = buildRoute(service, port, slices, mode, this.#routeDeps, reuse ? existing.route : undefined, rule);
         this.#retain(route);
         if (reuse) {
           this.#release(existing.route);

@@ -7,7 +7,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { type LbPolicyKind, policyFromService, type TrafficPolicy } from '../policies/model.ts';
 import type { ProxySettings } from '../src/config/schema.ts';
 import type { Logger } from '../src/log.ts';
-import type { EndpointSlice, Service, ServicePort } from '../src/registry/types.ts';
+import type { DestinationRule, EndpointSlice, Service, ServicePort } from '../src/registry/types.ts';
 import { buildBalancer } from './balance/build.ts';
 import type { OutlierPicker } from './balance/outlier.ts';
 import { newStats, type ProxyEndpoint } from './balance/picker.ts';
@@ -53,10 +53,11 @@ export function buildRoute(
   mode: RouteMode,
   deps: RouteDeps,
   previous: RouteContext | undefined,
+  rule?: DestinationRule,
 ): RouteContext {
   const serviceKey = `${service.namespace}/${service.name}`;
   const portLabel = port.name === '' ? String(port.port) : port.name;
-  const { policy, warnings } = policyFromService(service, deps.settings.lbPolicy as LbPolicyKind);
+  const { policy, warnings } = policyFromService(service, deps.settings.lbPolicy as LbPolicyKind, rule, port.port);
   const log = previous?.log ?? deps.log.child({ service: serviceKey, port: portLabel });
   for (const warning of warnings) log.warn({ code: 'MESHLET_ERR_PROXY_POLICY' }, warning);
 

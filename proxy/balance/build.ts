@@ -38,5 +38,5 @@ export function buildBalancer(opts: BalancerOptions): OutlierPicker {
     makePolicy,
   );
   if (policy.clientIpAffinityMs !== undefined) picker = new ClientIpAffinityPicker(picker, policy.clientIpAffinityMs);
-  return new OutlierPicker(picker, opts.outlier);
+  return new OutlierPicker(picker, { ...opts.outlier, ...policy.outlier });
 }

@@ -1,8 +1,10 @@
 import type {
   AddressType,
+  DestinationRule,
   Endpoint,
   EndpointPort,
   EndpointSlice,
+  IstioTrafficPolicy,
   Node,
   NodeAddress,
   Protocol,
@@ -162,4 +164,20 @@ export function nodeFromKube(obj: KubeNode): Node | undefined {
     ...(zone !== undefined && { zone }),
     labels,
   };
+}
+
+export interface KubeDestinationRule {
+  metadata?: Meta;
+  spec?: { host?: string; trafficPolicy?: unknown };
+}
+
+/** Keeps the rule's trafficPolicy as Istio wrote it; policies/destination-rule.ts reads what it maps. */
+export function destinationRuleFromKube(obj: KubeDestinationRule): DestinationRule | undefined {
+  const name = obj.metadata?.name;
+  const namespace = obj.metadata?.namespace;
+  const host = obj.spec?.host;
+  if (!name || !namespace || typeof host !== 'string') return undefined;
+  const policy = obj.spec?.trafficPolicy;
+  const trafficPolicy = typeof policy === 'object' && policy !== null ? (policy as IstioTrafficPolicy) : {};
+  return { namespace, name, host, trafficPolicy };
 }

@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
-import type { EndpointSlice, Node, ObjectKey, RegistryState, Service } from './types.ts';
+import type { DestinationRule, EndpointSlice, Node, ObjectKey, RegistryState, Service } from './types.ts';
 import { objectKey } from './types.ts';
 
 /** What changed since the previous update. Deleted objects are listed too. */
@@ -44,6 +44,9 @@ export class ServiceRegistry {
   /** service key → slice keys, so a service's endpoints are found without a scan. */
   #slicesByService = new Map<ObjectKey, Set<ObjectKey>>();
   #nodes = new Map<string, Node>();
+  #rules = new Map<ObjectKey, DestinationRule>();
+  /** service key → keys of the DestinationRules whose host names it. */
+  #rulesByService = new Map<ObjectKey, Set<ObjectKey>>();
   #listeners = new Set<RegistryListener>();
   #pendingServices = new Set<ObjectKey>();
   #pendingNodes = new Set<string>();
@@ -104,6 +107,17 @@ export class ServiceRegistry {
     return this.#nodes.values();
   }
 
+  /**
+   * The DestinationRule for a service: the one whose host names it (the first by name when
+   * several do, as Istio leaves that undefined).
+   */
+  destinationRuleFor(namespace: string, name: string): DestinationRule | undefined {
+    const keys = this.#rulesByService.get(objectKey(namespace, name));
+    if (!keys || keys.size === 0) return undefined;
+    const first = [...keys].sort()[0];
+    return first === undefined ? undefined : this.#rules.get(first);
+  }
+
   counts(): RegistryCounts {
     let endpoints = 0;
     for (const slice of this.#slices.values()) endpoints += slice.endpoints.length;
@@ -118,6 +132,7 @@ export class ServiceRegistry {
       services: [...this.#services.values()].sort(byKey),
       endpointSlices: [...this.#slices.values()].sort(byKey),
       nodes: [...this.#nodes.values()].sort((a, b) => a.name.localeCompare(b.name)),
+      destinationRules: [...this.#rules.values()].sort(byKey),
     });
   }
 
@@ -128,6 +143,7 @@ export class ServiceRegistry {
     this.replaceServices(state.services);
     this.replaceEndpointSlices(state.endpointSlices);
     this.replaceNodes(state.nodes);
+    this.replaceDestinationRules(state.destinationRules ?? []);
     this.markSynced();
   }
 
@@ -200,6 +216,36 @@ export class ServiceRegistry {
     if (this.#nodes.delete(name)) this.#touchNode(name);
   }
 
+  replaceDestinationRules(rules: readonly DestinationRule[]): void {
+    const next = new Map(rules.map((r) => [objectKey(r.namespace, r.name), r]));
+    for (const key of [...this.#rules.keys()]) if (!next.has(key)) this.deleteDestinationRule(key);
+    for (const rule of next.values()) this.upsertDestinationRule(rule);
+  }
+
+  upsertDestinationRule(rule: DestinationRule): void {
+    const key = objectKey(rule.namespace, rule.name);
+    const previous = this.#rules.get(key);
+    if (isDeepStrictEqual(previous, rule)) return;
+    if (previous) this.#unindexRule(key, previous);
+    this.#rules.set(key, rule);
+    const target = ruleTarget(rule);
+    if (target === undefined) return; // a wildcard or foreign host: nothing meshlet proxies
+    let keys = this.#rulesByService.get(target);
+    if (!keys) {
+      keys = new Set();
+      this.#rulesByService.set(target, keys);
+    }
+    keys.add(key);
+    this.#touchService(target);
+  }
+
+  deleteDestinationRule(key: ObjectKey): void {
+    const previous = this.#rules.get(key);
+    if (!previous) return;
+    this.#rules.delete(key);
+    this.#unindexRule(key, previous);
+  }
+
   /** A source calls this once its first complete state is in. */
   markSynced(): void {
     if (this.#synced) return;
@@ -252,6 +298,15 @@ export class ServiceRegistry {
     this.#touchService(serviceKey);
   }
 
+  #unindexRule(key: ObjectKey, rule: DestinationRule): void {
+    const target = ruleTarget(rule);
+    if (target === undefined) return;
+    const keys = this.#rulesByService.get(target);
+    keys?.delete(key);
+    if (keys?.size === 0) this.#rulesByService.delete(target);
+    this.#touchService(target);
+  }
+
   #touchService(key: ObjectKey): void {
     this.#pendingServices.add(key);
     this.#schedule();
@@ -275,4 +330,18 @@ export class ServiceRegistry {
     clearImmediate(this.#timer as NodeJS.Immediate);
     this.#timer = undefined;
   }
+}
+
+/**
+ * The service a DestinationRule's host names, as `namespace/name`: a short name `svc` (relative to
+ * the rule's namespace) or a fully qualified `svc.ns.svc.<cluster domain>`, as Istio reads hosts.
+ * Wildcards and other hosts name no single service.
+ */
+export function ruleTarget(rule: DestinationRule): ObjectKey | undefined {
+  const labels = rule.host.trim().toLowerCase().split('.');
+  const [name, namespace, svc] = labels;
+  if (!name || rule.host.includes('*')) return undefined;
+  if (labels.length === 1) return objectKey(rule.namespace, name);
+  if (labels.length >= 4 && namespace && svc === 'svc') return objectKey(namespace, name);
+  return undefined;
 }

@@ -112,4 +112,37 @@ export interface RegistryState {
   services: Service[];
   endpointSlices: EndpointSlice[];
   nodes: Node[];
+  /** Istio DestinationRules; absent where the source has none (no CRD, or a file without any). */
+  destinationRules?: DestinationRule[];
+}
+
+/**
+ * An Istio `DestinationRule` (networking.istio.io), as much of it as meshlet maps onto its
+ * traffic policy (policies/destination-rule.ts). Fields keep Istio's names and shapes.
+ */
+export interface DestinationRule {
+  namespace: string;
+  name: string;
+  /** spec.host as written: `svc`, `svc.ns`, `svc.ns.svc` or `svc.ns.svc.<domain>`. */
+  host: string;
+  trafficPolicy: IstioTrafficPolicy;
+}
+
+export interface IstioTrafficPolicy {
+  loadBalancer?: {
+    simple?: string;
+    consistentHash?: {
+      httpHeaderName?: string;
+      httpCookie?: { name?: string };
+      useSourceIp?: boolean;
+      httpQueryParameterName?: string;
+    };
+  };
+  outlierDetection?: {
+    consecutiveGatewayErrors?: number;
+    consecutive5xxErrors?: number;
+    baseEjectionTime?: string;
+    maxEjectionPercent?: number;
+  };
+  portLevelSettings?: ({ port?: { number?: number } } & Omit<IstioTrafficPolicy, 'portLevelSettings'>)[];
 }

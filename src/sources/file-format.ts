@@ -1,6 +1,16 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import type { AddressType, Endpoint, EndpointPort, EndpointSlice, Node, RegistryState, Service } from '../registry/types.ts';
+import type {
+  AddressType,
+  DestinationRule,
+  Endpoint,
+  EndpointPort,
+  EndpointSlice,
+  IstioTrafficPolicy,
+  Node,
+  RegistryState,
+  Service,
+} from '../registry/types.ts';
 
 /**
  * The registry file of standalone mode: Kubernetes-shaped, but compact enough to write by hand.
@@ -75,9 +85,51 @@ const FileNode = z.strictObject({
   labels: labels.default({}),
 });
 
+const IstioPolicyFields = {
+  loadBalancer: z
+    .strictObject({
+      simple: z.enum(['UNSPECIFIED', 'RANDOM', 'PASSTHROUGH', 'ROUND_ROBIN', 'LEAST_REQUEST', 'LEAST_CONN']).optional(),
+      consistentHash: z
+        .strictObject({
+          httpHeaderName: z.string().min(1).optional(),
+          httpCookie: z
+            .strictObject({ name: z.string().min(1), path: z.string().optional(), ttl: z.string().optional() })
+            .optional(),
+          useSourceIp: z.boolean().optional(),
+          httpQueryParameterName: z.string().min(1).optional(),
+        })
+        .optional(),
+    })
+    .optional(),
+  outlierDetection: z
+    .strictObject({
+      consecutiveGatewayErrors: z.number().int().min(0).optional(),
+      consecutive5xxErrors: z.number().int().min(0).optional(),
+      baseEjectionTime: z.string().optional(),
+      maxEjectionPercent: z.number().int().min(0).max(100).optional(),
+    })
+    .optional(),
+};
+
+/** An Istio DestinationRule, written with Istio's field names (see policies/README.md). */
+const FileDestinationRule = z.strictObject({
+  name: z.string().regex(DNS_LABEL, 'must be a DNS label').max(63),
+  namespace: z.string().regex(DNS_LABEL, 'must be a DNS label').max(63).default('default'),
+  host: z.string().min(1),
+  trafficPolicy: z
+    .strictObject({
+      ...IstioPolicyFields,
+      portLevelSettings: z
+        .array(z.strictObject({ port: z.strictObject({ number: portNumber }), ...IstioPolicyFields }))
+        .optional(),
+    })
+    .default({}),
+});
+
 export const RegistryFileSchema = z.strictObject({
   nodes: z.array(FileNode).default([]),
   services: z.array(FileService).default([]),
+  destinationRules: z.array(FileDestinationRule).default([]),
 });
 
 export type RegistryFile = z.output<typeof RegistryFileSchema>;
@@ -102,7 +154,13 @@ export function registryStateFromFile(file: RegistryFile): RegistryState {
     ...(n.zone !== undefined && { zone: n.zone }),
     labels: n.labels,
   }));
-  return { services, endpointSlices, nodes };
+  const destinationRules: DestinationRule[] = file.destinationRules.map((r) => ({
+    namespace: r.namespace,
+    name: r.name,
+    host: r.host,
+    trafficPolicy: r.trafficPolicy as IstioTrafficPolicy,
+  }));
+  return { services, endpointSlices, nodes, destinationRules };
 }
 
 function toService(svc: FileServiceOut): Service {

@@ -1,12 +1,15 @@
 import { createKubeConnection, type KubeConnection } from '../kube/connection.ts';
 import {
+  destinationRuleFromKube,
   endpointSliceFromKube,
+  type KubeDestinationRule,
   type KubeEndpointSlice,
   type KubeNode,
   type KubeService,
   nodeFromKube,
   serviceFromKube,
 } from '../kube/convert.ts';
+import { KubeStatusError, kubeGet, readBody } from '../kube/http.ts';
 import { type Delay, Reflector, type ReflectorHandlers } from '../kube/reflector.ts';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
@@ -24,7 +27,12 @@ export interface KubernetesSourceOptions {
   connection?: KubeConnection;
   delay?: Delay;
   watchTimeoutSeconds?: number;
+  /** How often (ms) to look for the Istio DestinationRule CRD while it is not installed. */
+  crdRecheckMs?: number;
 }
+
+/** API versions of Istio's DestinationRule, newest first. */
+const DESTINATION_RULE_APIS = ['/apis/networking.istio.io/v1', '/apis/networking.istio.io/v1beta1'];
 
 /**
  * Services, EndpointSlices (not the legacy Endpoints) and Nodes from the apiserver, each kept
@@ -37,6 +45,9 @@ export class KubernetesSource implements RegistrySource {
   readonly #log: Logger;
   #conn: KubeConnection | undefined;
   #reflectors: Reflector<KubeService | KubeEndpointSlice | KubeNode>[] = [];
+  #rules: Reflector<KubeDestinationRule> | undefined;
+  #crdTimer: NodeJS.Timeout | undefined;
+  #stopped = false;
   #lastSyncAt: string | undefined;
 
   constructor(opts: KubernetesSourceOptions) {
@@ -85,6 +96,7 @@ export class KubernetesSource implements RegistrySource {
       new Reflector<KubeNode>({ ...common, path: '/api/v1/nodes', handlers: nodes }),
     ] as Reflector<KubeService | KubeEndpointSlice | KubeNode>[];
     for (const reflector of this.#reflectors) reflector.start();
+    this.#watchDestinationRules(conn, registry, common).catch(() => {});
 
     const allSynced = Promise.all(this.#reflectors.map((r) => r.synced)).then(() => {
       this.#lastSyncAt = new Date().toISOString();
@@ -107,15 +119,63 @@ export class KubernetesSource implements RegistrySource {
   }
 
   async stop(): Promise<void> {
-    await Promise.all(this.#reflectors.map((r) => r.stop()));
+    this.#stopped = true;
+    clearTimeout(this.#crdTimer);
+    await Promise.all([...this.#reflectors.map((r) => r.stop()), this.#rules?.stop()]);
+  }
+
+  /**
+   * Istio DestinationRules are optional: watched when the CRD is installed, looked for again
+   * every `crdRecheckMs` while it is not (installing Istio's CRDs later needs no restart).
+   */
+  async #watchDestinationRules(
+    conn: KubeConnection,
+    registry: ServiceRegistry,
+    common: Omit<ConstructorParameters<typeof Reflector<KubeDestinationRule>>[0], 'path' | 'handlers'>,
+  ): Promise<void> {
+    if (this.#stopped) return;
+    let path: string | undefined;
+    for (const api of DESTINATION_RULE_APIS) {
+      try {
+        const res = await kubeGet(conn, api, AbortSignal.timeout(10_000));
+        const list = JSON.parse(await readBody(res)) as { resources?: { name?: string }[] };
+        if (list.resources?.some((r) => r.name === 'destinationrules')) {
+          path = `${api}/destinationrules`;
+          break;
+        }
+      } catch (err) {
+        if (!(err instanceof KubeStatusError && err.status === 404))
+          this.#log.debug({ err: String(err) }, 'looking for DestinationRules failed');
+      }
+    }
+    if (this.#stopped) return;
+    if (path === undefined) {
+      this.#crdTimer = setTimeout(
+        () => this.#watchDestinationRules(conn, registry, common).catch(() => {}),
+        this.#opts.crdRecheckMs ?? 60_000,
+      );
+      this.#crdTimer.unref();
+      return;
+    }
+    const handlers: ReflectorHandlers<KubeDestinationRule> = {
+      replace: (items) => registry.replaceDestinationRules(items.map(destinationRuleFromKube).filter((r) => r !== undefined)),
+      upsert: (item) => {
+        const rule = destinationRuleFromKube(item);
+        if (rule) registry.upsertDestinationRule(rule);
+      },
+      delete: (item) => registry.deleteDestinationRule(objectKey(item.metadata?.namespace ?? '', item.metadata?.name ?? '')),
+    };
+    this.#rules = new Reflector<KubeDestinationRule>({ ...common, path, handlers });
+    this.#rules.start();
+    this.#log.info({ path }, 'watching Istio DestinationRules');
   }
 
   status(): SourceStatus {
-    const reflectors = this.#reflectors.map((r) => r.status());
+    const reflectors = [...this.#reflectors, ...(this.#rules ? [this.#rules] : [])].map((r) => r.status());
     const lastError = reflectors.find((r) => r.lastError)?.lastError;
     return {
       kind: this.kind,
-      synced: reflectors.length > 0 && reflectors.every((r) => r.synced),
+      synced: this.#reflectors.length > 0 && this.#reflectors.every((r) => r.status().synced),
       ...(this.#lastSyncAt !== undefined && { lastSyncAt: this.#lastSyncAt }),
       ...(lastError !== undefined && { lastError }),
       detail: { apiserver: this.#conn?.description ?? '', reflectors },

@@ -15,6 +15,7 @@ if (requireOrSkip(t, { executables: [bins.kubeApiserver, bins.etcd, bins.kubectl
     context: '',
     initialSyncTimeoutMs: 30_000,
     logger: silentLogger(),
+    crdRecheckMs: 200,
   });
   t.teardown(async () => {
     await source.stop();
@@ -34,7 +35,9 @@ if (requireOrSkip(t, { executables: [bins.kubeApiserver, bins.etcd, bins.kubectl
     await source.start(registry);
     t.ok(source.status().synced);
     t.ok(registry.synced);
-    t.ok(registry.getService('default', 'kubernetes'), 'the apiserver’s own service is there');
+    // The apiserver creates its own `kubernetes` service shortly after it reports ready.
+    await until('the kubernetes service', () => registry.getService('default', 'kubernetes') !== undefined, 10_000);
+    t.pass('the apiserver’s own service arrived through the watch');
   });
 
   t.test('a Service and its EndpointSlice created with kubectl reach the registry within a second', async (t) => {
@@ -146,5 +149,44 @@ spec: { ports: [{ port: ${1000 + i} }] }`,
     await cp.kubectl(['delete', 'service', '-l', 'round=2']);
     await until('all deleted', () => ![...registry.services()].some((s) => s.name.startsWith('burst-')), 20_000);
     t.pass('no update lost');
+  });
+
+  t.test('Istio DestinationRules are watched once their CRD is installed', async (t) => {
+    t.notMatch(JSON.stringify(source.status().detail), /destinationrules/, 'not watched while the CRD is absent');
+    await cp.apply(`apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: { name: destinationrules.networking.istio.io }
+spec:
+  group: networking.istio.io
+  scope: Namespaced
+  names: { kind: DestinationRule, plural: destinationrules, singular: destinationrule, shortNames: [dr] }
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: { openAPIV3Schema: { type: object, x-kubernetes-preserve-unknown-fields: true } }
+`);
+    await cp.kubectl(['wait', '--for=condition=Established', 'crd/destinationrules.networking.istio.io', '--timeout=30s']);
+    await cp.apply(`apiVersion: v1
+kind: Service
+metadata: { name: reviews, namespace: default }
+spec: { ports: [{ name: http, port: 9080 }] }
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: reviews, namespace: default }
+spec:
+  host: reviews.default.svc.cluster.local
+  trafficPolicy:
+    loadBalancer: { consistentHash: { httpCookie: { name: session, ttl: 0s } } }
+`);
+    await until('the rule in the registry', () => registry.destinationRuleFor('default', 'reviews') !== undefined, 10_000);
+    t.match(registry.destinationRuleFor('default', 'reviews'), {
+      host: 'reviews.default.svc.cluster.local',
+      trafficPolicy: { loadBalancer: { consistentHash: { httpCookie: { name: 'session' } } } },
+    });
+    await cp.kubectl(['delete', 'destinationrule', 'reviews']);
+    await until('the rule gone', () => registry.destinationRuleFor('default', 'reviews') === undefined);
+    t.pass('deleted');
   });
 }

@@ -253,7 +253,10 @@ t.test('policies/example-services.yaml is a valid registry file with the documen
     parse(readFileSync(new URL('../../policies/example-services.yaml', import.meta.url), 'utf8')),
   );
   const state = registryStateFromFile(file);
-  const lb = state.services.map((s) => policyFromService(s, 'round-robin'));
+  const rules = new Map((state.destinationRules ?? []).map((r) => [`${r.namespace}/${r.name}`, r]));
+  const lb = state.services.map((s) =>
+    policyFromService(s, 'round-robin', rules.get(`${s.namespace}/${s.name}`), s.ports[0]?.port),
+  );
   t.same(
     lb.map((r) => [
       r.policy.lb,
@@ -266,6 +269,11 @@ t.test('policies/example-services.yaml is a valid registry file with the documen
       ['ring-hash', false, false, 0, 0],
       ['least-request', false, true, 0, 0],
       ['round-robin', true, false, 10_800_000, 0],
+      ['ring-hash', false, false, 0, 0],
     ],
   );
+  const reviews = lb[3]?.policy;
+  t.same(reviews?.hashKey, { from: 'cookie', name: 'session' }, 'the DestinationRule picked cookie hashing');
+  t.same(reviews?.outlier, { consecutiveFailures: 3, ejectionMs: 30_000, maxEjectionPercent: 50 });
+  t.equal(reviews?.source, 'destination-rule');
 });
