@@ -2,6 +2,8 @@ import type { Registry as MetricsRegistry } from 'prom-client';
 import { createDnsModule } from '../../dns/module.ts';
 import { HostNetworkModule, InterceptModule } from '../../proxy/iptables/module.ts';
 import { createProxyModule } from '../../proxy/module.ts';
+import { createApicacheModule } from '../apicache/module.ts';
+import { CloudReachability } from '../apicache/reachability.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import type { ServiceRegistry } from '../registry/registry.ts';
@@ -13,6 +15,8 @@ export interface ModuleContext {
   registry: ServiceRegistry;
   metrics: MetricsRegistry;
   logger: Logger;
+  /** Whether the control plane is reachable (driven by the apiserver cache; `known: false` without it). */
+  cloud?: CloudReachability;
 }
 
 /**
@@ -21,6 +25,9 @@ export interface ModuleContext {
  */
 export function createModules(ctx: ModuleContext): AgentModule[] {
   const modules: AgentModule[] = [];
+  ctx.cloud ??= new CloudReachability();
+  // The apiserver cache first: the others may read through it and follow ctx.cloud.
+  if (ctx.config.apicache.enabled) modules.push(createApicacheModule(ctx));
   const intercepting = ctx.config.proxy.enabled && ctx.config.proxy.interception.mode === 'iptables';
   // The interface and its addresses first: DNS and the listeners bind them.
   if (intercepting) modules.push(new HostNetworkModule({ config: ctx.config, logger: ctx.logger }));

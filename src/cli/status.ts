@@ -12,7 +12,8 @@ interface AgentStatus {
   notReady: string[];
   source: { kind: string; synced: boolean; lastSyncAt?: string; lastError?: string };
   registry: { version: number; services: number; endpointSlices: number; endpoints: number; nodes: number };
-  modules: { name: string; started: boolean }[];
+  /** `cloud` comes from the apiserver cache (apicache): reachable / unreachable / unknown. */
+  modules: { name: string; started: boolean; cloud?: string }[];
 }
 
 async function getJson<T>(base: string, path: string): Promise<T> {
@@ -44,7 +45,7 @@ export async function renderStatus(adminUrl: string, json: boolean): Promise<str
     `node ${status.node}   meshlet ${status.version}   ${status.state}   ${status.ready ? 'ready' : `NOT READY (${status.notReady.join('; ')})`}   up ${status.uptimeSeconds}s`,
     `source ${status.source.kind}: ${status.source.synced ? `synced ${status.source.lastSyncAt ?? ''}` : 'not synced'}${status.source.lastError ? `   last error: ${status.source.lastError.split('\n')[0]}` : ''}`,
     `registry v${r.version}: ${r.services} services, ${r.endpointSlices} endpoint slices, ${r.endpoints} endpoints, ${r.nodes} nodes`,
-    `modules: ${status.modules.map((m) => `${m.name}${m.started ? '' : ' (stopped)'}`).join(', ') || 'none'}`,
+    `modules: ${status.modules.map((m) => `${m.name}${m.started ? '' : ' (stopped)'}${m.cloud ? ` (cloud ${m.cloud})` : ''}`).join(', ') || 'none'}`,
     '',
     renderTable(
       ['NAMESPACE', 'NAME', 'TYPE', 'CLUSTER-IP', 'PORTS', 'ENDPOINTS'],

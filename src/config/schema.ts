@@ -285,6 +285,91 @@ const ProxyConfig = z
   .prefault({})
   .describe('The service proxy (L4/L7 load balancing).');
 
+const ApicacheConfig = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe('Run the apiserver caching proxy (edge autonomy); needs apicache.upstreams or apicache.kubeconfig.'),
+    address: ipAddress
+      .default('127.0.0.1')
+      .describe('Address of the HTTPS edge server that kubelet, kube-proxy and local agents use instead of the apiserver.'),
+    port: port.default(8778).describe('Port of the HTTPS edge server; 0 picks a free port (logged at start).'),
+    plainHttpPort: port
+      .default(0)
+      .describe('Port of an extra plain-HTTP listener on 127.0.0.1 for local agents (bearer tokens only); 0 = off.'),
+    tlsCertFile: z
+      .string()
+      .default('')
+      .describe('Serving certificate (PEM) of the edge server; must name apicache.address. Required when enabled.'),
+    tlsKeyFile: z.string().default('').describe('Private key (PEM) of tlsCertFile.'),
+    clientCaFile: z
+      .string()
+      .default('')
+      .describe("CA (PEM) that verifies clients' certificates for impersonation; empty means the upstream cluster CA."),
+    kubeconfig: z
+      .string()
+      .default('')
+      .describe("kubeconfig with the proxy's own upstream credentials (and CA); empty means source.kubernetes.kubeconfig."),
+    context: z.string().default('').describe('kubeconfig context; empty means the current context.'),
+    upstreams: z
+      .array(z.url({ protocol: /^https$/ }))
+      .default([])
+      .describe(
+        "apiserver URLs (https://host:port), e.g. the three of an HA control plane; empty means the kubeconfig's server.",
+      ),
+    lbMode: z
+      .enum(['priority', 'round-robin'])
+      .default('round-robin')
+      .describe("'priority': the first healthy upstream in list order; 'round-robin': rotate over the healthy ones."),
+    healthCheckIntervalMs: duration(600_000).default(2_000).describe('Probe every upstream (GET /readyz) this often (ms).'),
+    healthCheckTimeoutMs: duration(60_000).default(1_000).describe('A probe without an answer after this long (ms) fails.'),
+    unhealthyThreshold: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(2)
+      .describe('Failed probes in a row that mark an upstream down (one failed proxied connection also does).'),
+    healthyThreshold: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(1)
+      .describe('Successful probes in a row that mark an upstream up again.'),
+    cacheDir: z
+      .string()
+      .default('/var/lib/meshlet/apicache')
+      .describe('Directory of the persistent cache (snapshots + checksummed journals), one pair per resource.'),
+    maxCacheBytes: z
+      .number()
+      .int()
+      .min(0)
+      .default(256 << 20)
+      .describe('Cap on the JSON bytes held by the cache; past it new objects are not cached (logged, metric).'),
+    resources: z
+      .array(
+        z
+          .string()
+          .regex(/^[a-z0-9]+(\.[a-z0-9.-]+)?$/, 'must be resource or resource.group, e.g. endpointslices.discovery.k8s.io'),
+      )
+      .default(['services', 'endpoints', 'endpointslices.discovery.k8s.io', 'nodes', 'pods', 'namespaces', 'configmaps'])
+      .describe('Resources whose GET/LIST/WATCH are teed into the cache (resource or resource.group; never secrets by default).'),
+    offlineBookmarkIntervalMs: duration(600_000)
+      .default(30_000)
+      .describe('While the cloud is unreachable, send watches that allow bookmarks a BOOKMARK this often (ms).'),
+    resumeJitterMs: duration(60_000)
+      .default(1_000)
+      .describe('When the cloud returns, resume each held watch upstream after a random delay up to this long (ms).'),
+    acknowledgeNodeLeaseOffline: z
+      .boolean()
+      .default(true)
+      .describe("While offline, answer kubelet's renewals of its own node Lease locally so the node does not flap."),
+  })
+  .prefault({})
+  .describe('The apiserver caching proxy: serves kubelet, kube-proxy and local agents from a cache while the cloud is away.');
+
 const ShutdownConfig = z
   .strictObject({
     gracePeriodMs: duration(600_000)
@@ -304,6 +389,7 @@ export const ConfigSchema = z
     registry: RegistryConfig,
     dns: DnsConfig,
     proxy: ProxyConfig,
+    apicache: ApicacheConfig,
     shutdown: ShutdownConfig,
   })
   .describe("meshlet's configuration.");

@@ -1,0 +1,348 @@
+import type { Logger } from '../log.ts';
+import type { Persister } from './persist.ts';
+import {
+  type FieldRequirement,
+  fieldValue,
+  type LabelRequirement,
+  matchFields,
+  matchLabels,
+  parseFieldSelector,
+  parseLabelSelector,
+} from './selectors.ts';
+
+/**
+ * The in-memory cache. One copy of each object per resource, shared by every client (YurtHub
+ * keeps one copy per component); who may read what offline is recorded separately as grants
+ * (see server.ts). Objects are kept as their compact JSON text, not as parsed objects: a cached
+ * object costs about its JSON size plus a small index (name, namespace, labels, rv), and an
+ * offline LIST is a string join, not a serialization.
+ *
+ * A **scope** is one (namespace, fieldSelector, labelSelector) view that a complete LIST (or a
+ * watch-list's initial events) filled. It records the resourceVersion up to which the cache holds
+ * everything in it: the list's RV, raised by every event of a watch whose own scope covers it.
+ * Offline LISTs are answered only from a covering scope, with that scope's RV, so a client that
+ * then watches from it misses nothing. A LIST replaces the objects of its scope (objects it no
+ * longer returns are deleted).
+ */
+
+export interface CachedObject {
+  name: string;
+  namespace: string;
+  rv: string;
+  labels: Readonly<Record<string, string>> | undefined;
+  /** Compact JSON with kind and apiVersion. */
+  json: string;
+}
+
+export interface Scope {
+  namespace: string;
+  fieldSelector: string;
+  labelSelector: string;
+  rv: string;
+}
+
+export interface ResourceMeta {
+  group: string;
+  version: string;
+  kind: string;
+}
+
+/** Compares two resourceVersions; they are opaque, but etcd's are integers, and only those are ordered. */
+export function rvNewer(a: string, b: string): boolean {
+  if (b === '') return a !== '';
+  if (/^\d+$/.test(a) && /^\d+$/.test(b)) return a.length !== b.length ? a.length > b.length : a > b;
+  return a !== b;
+}
+
+function scopeId(s: Pick<Scope, 'namespace' | 'fieldSelector' | 'labelSelector'>): string {
+  return `${s.namespace}|${s.fieldSelector}|${s.labelSelector}`;
+}
+
+/** Whether everything in `inner` is also in `outer`. */
+export function covers(outer: Omit<Scope, 'rv'>, inner: Omit<Scope, 'rv'>): boolean {
+  return (
+    (outer.namespace === '' || outer.namespace === inner.namespace) &&
+    (outer.fieldSelector === '' || outer.fieldSelector === inner.fieldSelector) &&
+    (outer.labelSelector === '' || outer.labelSelector === inner.labelSelector)
+  );
+}
+
+export interface Matcher {
+  namespace: string;
+  labels: LabelRequirement[];
+  fields: FieldRequirement[];
+}
+
+export function matcherFor(scope: Omit<Scope, 'rv'>): Matcher {
+  return {
+    namespace: scope.namespace,
+    labels: parseLabelSelector(scope.labelSelector),
+    fields: parseFieldSelector(scope.fieldSelector),
+  };
+}
+
+export function matches(m: Matcher, o: CachedObject): boolean {
+  if (m.namespace !== '' && o.namespace !== m.namespace) return false;
+  if (!matchLabels(m.labels, o.labels)) return false;
+  if (m.fields.length === 0) return true;
+  let parsed: unknown;
+  return matchFields(m.fields, (path) => {
+    if (path === 'metadata.name') return o.name;
+    if (path === 'metadata.namespace') return o.namespace;
+    parsed ??= JSON.parse(o.json);
+    return fieldValue(parsed, path);
+  });
+}
+
+/** Parses one object's JSON (as served by the apiserver) into a cache entry, adding kind/apiVersion if missing. */
+export function toCached(json: string, meta: ResourceMeta | undefined): CachedObject | undefined {
+  let obj: {
+    kind?: string;
+    apiVersion?: string;
+    metadata?: { name?: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> };
+  };
+  try {
+    obj = JSON.parse(json) as typeof obj;
+  } catch {
+    return undefined;
+  }
+  const md = obj.metadata;
+  if (!md?.name) return undefined;
+  let text = json;
+  if (obj.kind === undefined && meta) {
+    const apiVersion = meta.group === '' ? meta.version : `${meta.group}/${meta.version}`;
+    text = `{"kind":${JSON.stringify(meta.kind)},"apiVersion":${JSON.stringify(apiVersion)},${json.slice(json.indexOf('{') + 1)}`;
+  }
+  if (text.includes('\n')) text = JSON.stringify(JSON.parse(text));
+  return { name: md.name, namespace: md.namespace ?? '', rv: md.resourceVersion ?? '', labels: md.labels, json: text };
+}
+
+export class ResourceCache {
+  readonly key: string;
+  meta: ResourceMeta | undefined;
+  readonly objects = new Map<string, CachedObject>();
+  readonly scopes = new Map<string, Scope>();
+  bytes = 0;
+
+  constructor(key: string) {
+    this.key = key;
+  }
+
+  static objectKey(namespace: string, name: string): string {
+    return namespace === '' ? name : `${namespace}/${name}`;
+  }
+
+  set(o: CachedObject): void {
+    const k = ResourceCache.objectKey(o.namespace, o.name);
+    const old = this.objects.get(k);
+    if (old) this.bytes -= old.json.length;
+    this.objects.set(k, o);
+    this.bytes += o.json.length;
+  }
+
+  remove(k: string): boolean {
+    const old = this.objects.get(k);
+    if (!old) return false;
+    this.bytes -= old.json.length;
+    this.objects.delete(k);
+    return true;
+  }
+
+  coveringScope(s: Omit<Scope, 'rv'>): Scope | undefined {
+    let best: Scope | undefined;
+    for (const scope of this.scopes.values()) {
+      if (covers(scope, s) && (best === undefined || rvNewer(scope.rv, best.rv))) best = scope;
+    }
+    return best;
+  }
+
+  header(): Record<string, unknown> {
+    return { key: this.key, meta: this.meta, scopes: [...this.scopes.values()] };
+  }
+}
+
+export interface StoreOptions {
+  persister: Persister | undefined;
+  logger: Logger;
+  maxBytes: number;
+  onOverflow?: () => void;
+}
+
+/** Name of a resource's persisted collection. */
+function collectionName(key: string): string {
+  return `r_${key.replace(/[^a-z0-9.-]/g, '_')}`;
+}
+
+export class CacheStore {
+  readonly #resources = new Map<string, ResourceCache>();
+  readonly #persister: Persister | undefined;
+  readonly #log: Logger;
+  readonly #maxBytes: number;
+  readonly #onOverflow: () => void;
+  #overflowLogged = false;
+
+  constructor(opts: StoreOptions) {
+    this.#persister = opts.persister;
+    this.#log = opts.logger.child({ module: 'apicache/store' });
+    this.#maxBytes = opts.maxBytes;
+    this.#onOverflow = opts.onOverflow ?? (() => {});
+  }
+
+  get bytes(): number {
+    let n = 0;
+    for (const r of this.#resources.values()) n += r.bytes;
+    return n;
+  }
+
+  resources(): IterableIterator<ResourceCache> {
+    return this.#resources.values();
+  }
+
+  resource(key: string): ResourceCache | undefined {
+    return this.#resources.get(key);
+  }
+
+  #ensure(key: string, meta?: ResourceMeta): ResourceCache {
+    let r = this.#resources.get(key);
+    if (!r) {
+      r = new ResourceCache(key);
+      this.#resources.set(key, r);
+      const rc = r;
+      this.#persister?.register({ name: collectionName(key), header: () => rc.header(), entries: () => entriesOf(rc) });
+    }
+    if (meta && !r.meta) r.meta = meta;
+    return r;
+  }
+
+  /** Restores a resource from its persisted collection (at start). */
+  restore(name: string, header: Record<string, unknown>, entries: Map<string, string>): boolean {
+    if (!name.startsWith('r_') || typeof header.key !== 'string') return false;
+    const r = this.#ensure(header.key, header.meta as ResourceMeta | undefined);
+    for (const s of (header.scopes as Scope[] | undefined) ?? []) r.scopes.set(scopeId(s), s);
+    for (const json of entries.values()) {
+      const o = toCached(json, r.meta);
+      if (o) r.set(o);
+    }
+    return true;
+  }
+
+  #overLimit(extra: number): boolean {
+    if (this.bytes + extra <= this.#maxBytes) return false;
+    this.#onOverflow();
+    if (!this.#overflowLogged) {
+      this.#overflowLogged = true;
+      this.#log.error(
+        { maxBytes: this.#maxBytes },
+        'apiserver cache is full (apicache.maxCacheBytes); new objects are not cached',
+      );
+    }
+    return true;
+  }
+
+  /**
+   * A complete LIST of a scope: its objects replace what the scope held. Returns false when the
+   * list did not fit (the scope is then not marked complete, so it is never served partially).
+   */
+  replaceScope(key: string, meta: ResourceMeta, scope: Scope, items: CachedObject[]): boolean {
+    const r = this.#ensure(key, meta);
+    const fresh = new Map(items.map((o) => [ResourceCache.objectKey(o.namespace, o.name), o]));
+    let extra = 0;
+    for (const [k, o] of fresh) extra += o.json.length - (r.objects.get(k)?.json.length ?? 0);
+    if (this.#overLimit(extra)) {
+      this.#dropScopesMatching(r, scope);
+      return false;
+    }
+    const m = matcherFor(scope);
+    for (const [k, o] of r.objects) if (!fresh.has(k) && matches(m, o)) r.remove(k);
+    for (const o of fresh.values()) r.set(o);
+    r.scopes.set(scopeId(scope), scope);
+    // Narrower scopes are now as fresh as this one.
+    for (const s of r.scopes.values()) if (covers(scope, s) && rvNewer(scope.rv, s.rv)) s.rv = scope.rv;
+    this.#persister?.snapshot(collectionName(key));
+    return true;
+  }
+
+  /** One watch event (or a GET answer, with watchScope undefined). */
+  applyEvent(
+    key: string,
+    meta: ResourceMeta | undefined,
+    type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK',
+    o: CachedObject | undefined,
+    rv: string,
+    watchScope: Omit<Scope, 'rv'> | undefined,
+  ): void {
+    const r = this.#ensure(key, meta);
+    const name = collectionName(key);
+    if (o && type !== 'BOOKMARK') {
+      const k = ResourceCache.objectKey(o.namespace, o.name);
+      const old = r.objects.get(k);
+      if (type === 'DELETED') {
+        if (r.remove(k)) this.#persister?.delete(name, k);
+      } else if (!old || !rvNewer(old.rv, o.rv)) {
+        if (!old && this.#overLimit(o.json.length))
+          this.#dropScopesMatching(r, { namespace: o.namespace, fieldSelector: '', labelSelector: '' });
+        else {
+          r.set(o);
+          this.#persister?.put(name, k, o.json);
+        }
+      }
+    }
+    if (watchScope && rv !== '') {
+      let changed = false;
+      for (const s of r.scopes.values()) {
+        if (covers(watchScope, s) && rvNewer(rv, s.rv)) {
+          s.rv = rv;
+          changed = true;
+        }
+      }
+      if (changed) this.#persister?.header(name);
+    }
+  }
+
+  /** A GET answered 404: the object is gone. */
+  forget(key: string, namespace: string, objName: string): void {
+    const r = this.#resources.get(key);
+    const k = ResourceCache.objectKey(namespace, objName);
+    if (r?.remove(k)) this.#persister?.delete(collectionName(key), k);
+  }
+
+  #dropScopesMatching(r: ResourceCache, s: Omit<Scope, 'rv'>): void {
+    for (const [id, scope] of r.scopes) if (covers(scope, s) || covers(s, scope)) r.scopes.delete(id);
+    this.#persister?.header(collectionName(r.key));
+  }
+
+  /** Objects of a scope from a covering complete scope, or undefined when nothing complete covers it. */
+  list(key: string, want: Omit<Scope, 'rv'>): { rv: string; items: CachedObject[]; meta: ResourceMeta | undefined } | undefined {
+    const r = this.#resources.get(key);
+    if (!r) return undefined;
+    const scope = r.coveringScope(want);
+    if (!scope) return undefined;
+    const m = matcherFor(want);
+    const items: CachedObject[] = [];
+    for (const o of r.objects.values()) if (matches(m, o)) items.push(o);
+    items.sort((a, b) => (a.namespace === b.namespace ? (a.name < b.name ? -1 : 1) : a.namespace < b.namespace ? -1 : 1));
+    return { rv: scope.rv, items, meta: r.meta };
+  }
+
+  get(key: string, namespace: string, name: string): CachedObject | undefined {
+    return this.#resources.get(key)?.objects.get(ResourceCache.objectKey(namespace, name));
+  }
+
+  /** Whether a complete scope covers the namespace, so a missing object is known not to exist. */
+  knowsNamespace(key: string, namespace: string): boolean {
+    return this.#resources.get(key)?.coveringScope({ namespace, fieldSelector: '', labelSelector: '' }) !== undefined;
+  }
+
+  stats(): { resource: string; objects: number; bytes: number; scopes: number }[] {
+    return [...this.#resources.values()].map((r) => ({
+      resource: r.key,
+      objects: r.objects.size,
+      bytes: r.bytes,
+      scopes: r.scopes.size,
+    }));
+  }
+}
+
+function* entriesOf(r: ResourceCache): Iterable<[string, string]> {
+  for (const [k, o] of r.objects) yield [k, o.json];
+}
