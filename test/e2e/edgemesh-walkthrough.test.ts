@@ -4,6 +4,7 @@ import { startControlPlane } from '../harness/control-plane.ts';
 import { createTopology, type NetnsNode, NODE_BIN } from '../harness/netns.ts';
 import { requireOrSkip } from '../harness/requirements.ts';
 import { MESHLET_ADDRESS, nodeAgentConfig, POD_RESOLV_CONF, POD_SERVER, startAgent } from './agent-in-node.ts';
+import { createPodNetns } from './pod-netns.ts';
 
 /**
  * The EdgeMesh walkthrough, for real: three edge nodes (network namespaces) whose agents watch a
@@ -173,6 +174,55 @@ spec: { ports: [{ port: 80 }] }`);
       5_000,
     );
     t.match(gone, /SOA/, 'NXDOMAIN carries the SOA');
+  });
+
+  t.test('a pod behind node a (nat PREROUTING) reaches the service by name', async (t) => {
+    const pod = createPodNetns(a, `ml-${process.pid}-pod`, {
+      nodeSide: '198.18.200.1',
+      podSide: '198.18.200.2',
+      prefix: 24,
+      routes: ['198.19.0.0/16', `${MESHLET_ADDRESS}/32`],
+      resolvConf: POD_RESOLV_CONF,
+    });
+    t.teardown(() => pod.remove());
+    const out = pod.run('curl', ['-sS', '--max-time', '3', url]).trim();
+    t.match(out, /^nginx-[ab]$/, `pod traffic intercepted in PREROUTING (${out})`);
+    t.match(pod.run('iptables-nft-save', ['-t', 'nat']), /^(?![\s\S]*MESHLET)/, 'the pod namespace itself has no meshlet rules');
+  });
+
+  t.test('UDP service: datagrams reach the backend and replies come back', async (t) => {
+    const echo = b.spawn(NODE_BIN, [
+      '-e',
+      `const s = require('node:dgram').createSocket('udp4');
+       s.on('message', (m, r) => s.send(Buffer.concat([Buffer.from('echo-b:'), m]), r.port, r.address));
+       s.bind(5300, '${b.address}', () => console.log('listening'));`,
+    ]);
+    await echo.waitForOutput(/listening/);
+    await cp.apply(`apiVersion: v1
+kind: Service
+metadata: { name: echo-udp, namespace: default }
+spec: { ports: [{ name: echo, port: 5300, targetPort: 5300, protocol: UDP }] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: echo-udp-1, namespace: default, labels: { kubernetes.io/service-name: echo-udp } }
+addressType: IPv4
+ports: [{ name: echo, port: 5300, protocol: UDP }]
+endpoints: [{ addresses: [${b.address}], conditions: { ready: true }, nodeName: b }]
+`);
+    const clusterIP = (await cp.kubectl(['get', 'service', 'echo-udp', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+    const client = `const s = require('node:dgram').createSocket('udp4');
+      const t = setTimeout(() => { console.log('timeout'); process.exit(1); }, 1500);
+      s.on('message', (m) => { console.log(m.toString()); clearTimeout(t); s.close(); });
+      s.send('ping', 5300, '${clusterIP}');`;
+    const reply = await until(
+      'a UDP reply through the cluster IP',
+      async () => (await c.exec(NODE_BIN, ['-e', client], { timeoutMs: 5_000 })).stdout.trim(),
+      (o) => o === 'echo-b:ping',
+    );
+    t.equal(reply, 'echo-b:ping', 'from node c via the cluster IP to the pod on node b');
+    await cp.kubectl(['delete', 'service', 'echo-udp']);
+    await cp.kubectl(['delete', 'endpointslice', 'echo-udp-1']);
   });
 
   t.test('deleting the service removes its rules on every node', async (t) => {
