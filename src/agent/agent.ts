@@ -76,19 +76,11 @@ export class Agent {
     this.#state = 'starting';
     try {
       await this.admin.start();
+      // Modules the source depends on (the apiserver cache) first, then the source, then the rest.
+      for (const module of this.modules.filter((m) => m.beforeSource)) await this.#startModule(module);
       await this.source.start(this.registry);
       this.registry.flush();
-      for (const module of this.modules) {
-        try {
-          await module.cleanup?.(); // whatever a crashed predecessor left on the host
-          await module.start();
-        } catch (err) {
-          throw new MeshletError(ErrorCodes.MODULE_START, `module ${module.name} failed to start: ${errorMessage(err)}`, {
-            cause: err,
-          });
-        }
-        this.#started.add(module.name);
-      }
+      for (const module of this.modules.filter((m) => !m.beforeSource)) await this.#startModule(module);
     } catch (err) {
       await this.stop();
       throw err;
@@ -97,19 +89,34 @@ export class Agent {
     this.#log.info({ version: VERSION, admin: this.admin.url, modules: this.modules.map((m) => m.name) }, 'agent running');
   }
 
+  async #startModule(module: AgentModule): Promise<void> {
+    try {
+      await module.cleanup?.(); // whatever a crashed predecessor left on the host
+      await module.start();
+    } catch (err) {
+      throw new MeshletError(ErrorCodes.MODULE_START, `module ${module.name} failed to start: ${errorMessage(err)}`, {
+        cause: err,
+      });
+    }
+    this.#started.add(module.name);
+  }
+
   /** Drains and stops everything; safe to call twice and from any state. */
   async stop(): Promise<void> {
     if (this.#state === 'stopping' || this.#state === 'stopped') return;
     this.#state = 'stopping';
     const grace = this.config.shutdown.gracePeriodMs;
     this.#log.info({ graceMs: grace }, 'agent stopping');
-    for (const module of [...this.modules].reverse()) {
+    const stopModule = async (module: AgentModule) => {
       if (this.#started.has(module.name)) await withTimeout(module.stop(), grace, `stop ${module.name}`, this.#log);
       await module
         .cleanup?.()
         .catch((err: unknown) => this.#log.error({ err: errorMessage(err), module: module.name }, 'cleanup failed'));
-    }
+    };
+    // The reverse of start: the data plane, then the source, then what the source read through.
+    for (const module of [...this.modules].reverse().filter((m) => !m.beforeSource)) await stopModule(module);
     await this.source.stop();
+    for (const module of [...this.modules].reverse().filter((m) => m.beforeSource)) await stopModule(module);
     this.registry.close();
     await this.admin.stop();
     this.#state = 'stopped';

@@ -4,6 +4,11 @@
  */
 export interface AgentModule {
   readonly name: string;
+  /**
+   * Start before the registry source (and stop after it): for a module the source itself
+   * depends on, such as the apiserver cache the Kubernetes source may read through.
+   */
+  readonly beforeSource?: boolean;
   start(): Promise<void>;
   /** Stops accepting new work and drains existing work; must resolve even if draining is cut short. */
   stop(): Promise<void>;

@@ -33,6 +33,8 @@ export interface ApicacheModuleOptions {
  */
 export class ApicacheModule implements AgentModule {
   readonly name = 'apicache';
+  /** The agent's own Kubernetes source may read through this cache: it starts first. */
+  readonly beforeSource = true;
   readonly cloud: CloudReachability;
   readonly #settings: ApicacheSettings;
   readonly #config: Config;
