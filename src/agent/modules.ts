@@ -5,6 +5,7 @@ import { createProxyModule } from '../../proxy/module.ts';
 import { createApicacheModule } from '../apicache/module.ts';
 import { CloudReachability } from '../apicache/reachability.ts';
 import type { Config } from '../config/schema.ts';
+import { createEaaModule } from '../eaa/module.ts';
 import type { Logger } from '../log.ts';
 import type { ServiceRegistry } from '../registry/registry.ts';
 import type { AgentModule } from './module.ts';
@@ -37,5 +38,6 @@ export function createModules(ctx: ModuleContext): AgentModule[] {
     modules.push(proxy);
     if (intercepting) modules.push(new InterceptModule({ config: ctx.config, proxy, logger: ctx.logger }));
   }
+  if (ctx.config.eaa.enabled) modules.push(createEaaModule(ctx));
   return modules;
 }

@@ -370,6 +370,82 @@ const ApicacheConfig = z
   .prefault({})
   .describe('The apiserver caching proxy: serves kubelet, kube-proxy and local agents from a cache while the cloud is away.');
 
+const EaaConfig = z
+  .strictObject({
+    enabled: z.boolean().default(false).describe('Serve the OpenNESS Edge Application Agent API on this node (docs/eaa.md).'),
+    address: ipAddress.default('127.0.0.1').describe('Address of the EAA listeners (on a node: an address pods reach).'),
+    port: port.default(443).describe('Port of the EAA HTTPS (mutual TLS) API, as OpenNESS TlsEndpoint; 0 picks a free port.'),
+    authPort: port
+      .default(80)
+      .describe('Port of the plain-HTTP POST /auth endpoint (OpenNESS ≤ 20.09 OpenEndpoint); 0 picks a free port.'),
+    authEnabled: z
+      .boolean()
+      .default(true)
+      .describe('Serve POST /auth (CSR in, certificate out); false when apps get certificates elsewhere.'),
+    serverNames: z
+      .array(z.string().min(1).max(253))
+      .default(['eaa.openness'])
+      .describe('DNS names in the EAA server certificate; the first is its CN (apps verify eaa.openness).'),
+    ca: z
+      .strictObject({
+        certFile: z.string().default('/var/lib/meshlet/eaa/ca.pem').describe('Root CA certificate (PEM), shared by all nodes.'),
+        keyFile: z.string().default('/var/lib/meshlet/eaa/ca-key.pem').describe('Root CA key (PEM, ECDSA); stays with meshlet.'),
+        generate: z
+          .boolean()
+          .default(true)
+          .describe('Create the CA when neither file exists (standalone); false in a cluster, where a Secret provides it.'),
+        certTtlMs: duration(10 * 365 * 86_400_000)
+          .default(365 * 86_400_000)
+          .describe('Lifetime (ms) of certificates issued by POST /auth, capped by the CA expiry.'),
+      })
+      .prefault({})
+      .describe('The CA that signs app certificates and verifies their TLS client certificates.'),
+    stateFile: z
+      .string()
+      .default('/var/lib/meshlet/eaa/state.json')
+      .describe('Where registrations and subscriptions are persisted (atomic rewrite); empty keeps them in memory only.'),
+    errorStatus: z
+      .enum(['openness', 'http'])
+      .default('openness')
+      .describe("Status for bad bodies and CSRs: 'openness' answers 500 as OpenNESS does, 'http' answers 400."),
+    maxBodyBytes: z
+      .number()
+      .int()
+      .min(64)
+      .max(64 << 20)
+      .default(1 << 20)
+      .describe('Largest request body (bytes); larger gets 413 and changes nothing.'),
+    maxNotificationsPerSecond: z
+      .number()
+      .int()
+      .min(0)
+      .default(10_000)
+      .describe('Per producer (token bucket, burst = 1 s); past it POST /notifications gets 429. 0 disables the limit.'),
+    maxSocketBufferBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(4 << 20)
+      .describe('A consumer WebSocket with more unsent bytes than this misses notifications (counted as dropped).'),
+    peerPort: port.default(15443).describe('Port of the agent-to-agent replication and notification API (mutual TLS).'),
+    peers: z
+      .array(z.string().regex(/^[a-z0-9.-]+=https:\/\/\S+$/, 'must be node=https://host:port'))
+      .default([])
+      .describe('Static peers as node=https://host:port; empty means every node of the registry at its InternalIP:peerPort.'),
+    syncIntervalMs: duration(3_600_000)
+      .default(5_000)
+      .describe('Pull the full state from every peer this often (ms), repairing what a lost push missed.'),
+    peerTimeoutMs: duration(600_000).default(3_000).describe('Give up on one peer request after this long (ms).'),
+    peerQueueLimit: z
+      .number()
+      .int()
+      .min(1)
+      .default(10_000)
+      .describe('Notifications queued per unreachable peer before the oldest are dropped (counted).'),
+  })
+  .prefault({})
+  .describe('The OpenNESS EAA API (producers, consumers, notifications), served on every node and routed between nodes.');
+
 const ShutdownConfig = z
   .strictObject({
     gracePeriodMs: duration(600_000)
@@ -390,6 +466,7 @@ export const ConfigSchema = z
     dns: DnsConfig,
     proxy: ProxyConfig,
     apicache: ApicacheConfig,
+    eaa: EaaConfig,
     shutdown: ShutdownConfig,
   })
   .describe("meshlet's configuration.");

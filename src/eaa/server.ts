@@ -1,0 +1,320 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ErrorCodes, errorMessage, MeshletError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { ConsumerHub } from './consumers.ts';
+import type { EaaCore } from './core.ts';
+import { BodyTooLarge, matchRoute, notFound, peerCommonName, type Route, readBody, redirect, send } from './http.ts';
+import { JsonSyntaxError, JsonTypeError } from './json.ts';
+import type { EaaMetrics } from './metrics.ts';
+import {
+  decodeAuthIdentity,
+  decodeDescriptorList,
+  decodeNotification,
+  decodeService,
+  encodeAuthCredentials,
+  encodeServiceList,
+  encodeSubscriptionList,
+  type Urn,
+  urnFromCommonName,
+} from './model.ts';
+import { type CertificateAuthority, CsrError, signCsr } from './pki.ts';
+import type { NotificationRouter } from './router.ts';
+
+/**
+ * The app-facing EAA listeners (docs/eaa.md §API): the mutual-TLS API with OpenNESS's 11 routes,
+ * and the plain-HTTP POST /auth that turns a CSR into a certificate. Status codes, bodies and
+ * headers follow OpenNESS; meshlet adds only X-Meshlet-Error on errors, 413 and 429.
+ */
+
+/** CN namespace reserved for agents talking to each other; apps cannot get it from /auth. */
+export const PEER_NAMESPACE = 'meshlet-peer';
+
+export interface EaaServerOptions {
+  address: string;
+  port: number;
+  authPort: number;
+  authEnabled: boolean;
+  errorStatus: 'openness' | 'http';
+  maxBodyBytes: number;
+  maxNotificationsPerSecond: number;
+  certTtlMs: number;
+  ca: CertificateAuthority;
+  serverCert: { certPem: string; keyPem: string };
+  core: EaaCore;
+  hub: ConsumerHub;
+  router: NotificationRouter;
+  metrics: EaaMetrics;
+  logger: Logger;
+}
+
+interface Call {
+  req: IncomingMessage;
+  res: ServerResponse;
+  cn: string;
+  params: Record<string, string>;
+}
+
+type Handler = (call: Call) => Promise<void> | void;
+
+class Refused extends Error {
+  override readonly name = 'Refused';
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export class EaaServer {
+  private readonly o: EaaServerOptions;
+  private readonly log: Logger;
+  private readonly api: Server;
+  private auth: Server | undefined;
+  private readonly routes: Route<Handler>[];
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(opts: EaaServerOptions) {
+    this.o = opts;
+    this.log = opts.logger;
+    this.routes = [
+      { pattern: ['services'], methods: { GET: this.getServices, POST: this.register, DELETE: this.deregister } },
+      { pattern: ['subscriptions'], methods: { GET: this.getSubscriptions, DELETE: this.unsubscribeAll } },
+      { pattern: ['subscriptions', '{ns}'], methods: { POST: this.subscribe, DELETE: this.unsubscribe } },
+      { pattern: ['subscriptions', '{ns}', '{id}'], methods: { POST: this.subscribe, DELETE: this.unsubscribe } },
+      { pattern: ['notifications'], methods: { GET: this.notSocket, POST: this.notify } },
+    ];
+    this.api = createHttpsServer(
+      {
+        key: opts.serverCert.keyPem,
+        cert: opts.serverCert.certPem,
+        ca: [opts.ca.certPem],
+        requestCert: true,
+        rejectUnauthorized: true,
+        minVersion: 'TLSv1.2',
+        ALPNProtocols: ['http/1.1'],
+      },
+      (req, res) => void this.dispatch(req, res),
+    );
+    this.api.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
+    this.api.on('tlsClientError', (err) => this.log.debug({ err }, 'TLS handshake refused'));
+  }
+
+  get port(): number {
+    return (this.api.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  get authPort(): number {
+    return (this.auth?.address() as AddressInfo | null | undefined)?.port ?? 0;
+  }
+
+  get listening(): boolean {
+    return this.api.listening && (this.auth === undefined || this.auth.listening);
+  }
+
+  async start(): Promise<void> {
+    await listen(this.api, this.o.address, this.o.port);
+    if (this.o.authEnabled) {
+      this.auth = createHttpServer((req, res) => void this.authRequest(req, res));
+      await listen(this.auth, this.o.address, this.o.authPort);
+    }
+    this.log.info({ address: this.o.address, port: this.port, authPort: this.authPort }, 'EAA API listening');
+  }
+
+  async stop(): Promise<void> {
+    for (const s of [this.api, this.auth]) {
+      if (!s?.listening) continue;
+      await new Promise<void>((resolve) => {
+        s.close(() => resolve());
+        s.closeAllConnections();
+      });
+    }
+  }
+
+  // ---- dispatch -------------------------------------------------------------------------------
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const m = matchRoute(this.routes, req.method ?? '', req.url ?? '/');
+    let route = 'unknown';
+    try {
+      if (m.kind === 'none') return notFound(res);
+      if (m.kind === 'redirect') return redirect(res, m.location);
+      if (m.kind === 'method') return send(res, 405);
+      route = `${req.method} ${m.handler.name.replace(/^bound /, '')}`;
+      await m.handler.call(this, { req, res, cn: peerCommonName(req), params: m.params });
+    } catch (err) {
+      this.fail(res, err);
+    } finally {
+      this.o.metrics.requests.inc({ route, code: String(res.statusCode) });
+    }
+  }
+
+  private fail(res: ServerResponse, err: unknown): void {
+    if (err instanceof Refused) send(res, err.status, '', { code: err.code, message: err.message });
+    else if (err instanceof BodyTooLarge) send(res, 413, '', { code: ErrorCodes.EAA_BAD_REQUEST, message: err.message });
+    else if (err instanceof JsonSyntaxError || err instanceof JsonTypeError || err instanceof CsrError) {
+      const status = this.o.errorStatus === 'http' ? 400 : 500;
+      const code = err instanceof CsrError ? ErrorCodes.EAA_BAD_CSR : ErrorCodes.EAA_BAD_REQUEST;
+      send(res, status, '', { code, message: err.message });
+    } else {
+      this.log.error({ err }, 'EAA request failed');
+      send(res, 500, '', { code: ErrorCodes.EAA_BAD_REQUEST, message: `internal error: ${errorMessage(err)}` });
+    }
+  }
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const m = matchRoute(this.routes, req.method ?? '', req.url ?? '/');
+    if (m.kind !== 'ok' || m.handler !== this.notSocket) {
+      socket.end(
+        'HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 19\r\n\r\n404 page not found\n',
+      );
+      return;
+    }
+    this.o.hub.upgrade(req, socket, head, peerCommonName(req));
+  }
+
+  private body(call: Call): Promise<string> {
+    return readBody(call.req, this.o.maxBodyBytes);
+  }
+
+  /** The producer's URN from its certificate; `status` when the CN is not `namespace:id`. */
+  private producer(cn: string, status: number): Urn {
+    const urn = urnFromCommonName(cn);
+    if (urn === undefined) throw new Refused(status, ErrorCodes.EAA_BAD_REQUEST, 'Cannot translate Common Name to URN');
+    return urn;
+  }
+
+  // ---- handlers (OpenNESS pkg/eaa/api_eaa.go, one per route) ----------------------------------
+
+  private async register(c: Call): Promise<void> {
+    const body = await this.body(c);
+    const urn = this.producer(c.cn, 500);
+    await this.o.core.register(c.cn, decodeService(body, urn));
+    send(c.res, 200);
+  }
+
+  private async deregister(c: Call): Promise<void> {
+    this.producer(c.cn, 500);
+    if (!(await this.o.core.deregister(c.cn))) {
+      throw new Refused(404, ErrorCodes.EAA_BAD_REQUEST, 'the caller has no registered service');
+    }
+    send(c.res, 204);
+  }
+
+  private getServices(c: Call): void {
+    send(c.res, 200, encodeServiceList(this.o.core.services()));
+  }
+
+  private getSubscriptions(c: Call): void {
+    send(c.res, 200, encodeSubscriptionList(this.o.core.subscriptionsOf(c.cn)));
+  }
+
+  private target(c: Call): Urn {
+    return { namespace: c.params.ns ?? '', id: c.params.id ?? '' };
+  }
+
+  private async subscribe(c: Call): Promise<void> {
+    const list = decodeDescriptorList(await this.body(c));
+    await this.o.core.subscribe(c.cn, this.target(c), list);
+    send(c.res, 201);
+  }
+
+  private async unsubscribe(c: Call): Promise<void> {
+    const list = decodeDescriptorList(await this.body(c));
+    await this.o.core.unsubscribe(c.cn, this.target(c), list);
+    send(c.res, 204);
+  }
+
+  private async unsubscribeAll(c: Call): Promise<void> {
+    await this.o.core.unsubscribeAll(c.cn);
+    send(c.res, 204);
+  }
+
+  private async notify(c: Call): Promise<void> {
+    let n: ReturnType<typeof decodeNotification>;
+    try {
+      n = decodeNotification(await this.body(c));
+      const urn = this.producer(c.cn, 401);
+      if (!this.o.core.isRegistered(c.cn)) throw new Refused(500, ErrorCodes.EAA_BAD_REQUEST, 'Producer is not registered');
+      if (!this.take(c.cn)) {
+        this.o.metrics.outcome('rate_limited');
+        throw new Refused(429, ErrorCodes.EAA_BAD_REQUEST, `over ${this.o.maxNotificationsPerSecond} notifications/s`);
+      }
+      send(c.res, 202);
+      this.o.router.publish(urn, n);
+    } catch (err) {
+      if (!(err instanceof Refused && err.status === 429)) this.o.metrics.outcome('rejected');
+      throw err;
+    }
+  }
+
+  /** GET /notifications without an upgrade: after the Host check, gorilla's 400. */
+  private notSocket(c: Call): void {
+    if (c.cn === '' || c.req.headers.host !== c.cn) {
+      send(c.res, 401);
+      return;
+    }
+    c.res.writeHead(400, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
+    c.res.end('Bad Request\n');
+  }
+
+  /** Per-producer token bucket, burst = one second's worth. */
+  private take(cn: string): boolean {
+    const rate = this.o.maxNotificationsPerSecond;
+    if (rate === 0) return true;
+    const now = performance.now();
+    let b = this.buckets.get(cn);
+    if (!b) {
+      if (this.buckets.size > 100_000) this.buckets.clear();
+      b = { tokens: rate, at: now };
+      this.buckets.set(cn, b);
+    }
+    b.tokens = Math.min(rate, b.tokens + ((now - b.at) * rate) / 1000);
+    b.at = now;
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  // ---- POST /auth (OpenNESS ≤ 20.09, plain HTTP) ----------------------------------------------
+
+  private async authRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const m = matchRoute([{ pattern: ['auth'], methods: { POST: true } }], req.method ?? '', req.url ?? '/');
+    try {
+      if (m.kind === 'none') return notFound(res);
+      if (m.kind === 'redirect') return redirect(res, m.location);
+      if (m.kind === 'method') return send(res, 405);
+      const { csr } = decodeAuthIdentity(await readBody(req, this.o.maxBodyBytes));
+      const { cn, certPem } = await signCsr(this.o.ca, csr, { ttlMs: this.o.certTtlMs, refuseCn: refusedCommonName });
+      this.log.info({ cn, remote: req.socket.remoteAddress }, 'issued an app certificate');
+      send(res, 200, encodeAuthCredentials(cn, certPem, [this.o.ca.certPem], [this.o.ca.certPem]));
+    } catch (err) {
+      this.fail(res, err);
+    } finally {
+      this.o.metrics.requests.inc({ route: 'POST auth', code: String(res.statusCode) });
+    }
+  }
+}
+
+/** Apps may ask for any CN (as in OpenNESS) except the agents' own namespace. */
+function refusedCommonName(cn: string): string | undefined {
+  return cn === PEER_NAMESPACE || cn.startsWith(`${PEER_NAMESPACE}:`)
+    ? `the CN namespace "${PEER_NAMESPACE}" is reserved for meshlet agents`
+    : undefined;
+}
+
+export function listen(server: Server, address: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) =>
+      reject(new MeshletError(ErrorCodes.EAA_BIND, `cannot listen on ${address}:${port}: ${err.message}`, { cause: err }));
+    server.once('error', onError);
+    server.listen(port, address, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
