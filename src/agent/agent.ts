@@ -11,7 +11,7 @@ import { KubernetesSource } from '../sources/kubernetes-source.ts';
 import type { RegistrySource } from '../sources/source.ts';
 import { VERSION } from '../version.ts';
 import type { AgentModule } from './module.ts';
-import { createModules } from './modules.ts';
+import { createModules, type ModuleContext } from './modules.ts';
 
 export type AgentState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -35,7 +35,8 @@ export class Agent {
   readonly metrics: MetricsRegistry;
   readonly admin: AdminServer;
   readonly source: RegistrySource;
-  readonly modules: AgentModule[];
+  #modules: AgentModule[] | undefined;
+  readonly #moduleContext: ModuleContext;
   readonly #log: Logger;
   readonly #startedAt = Date.now();
   #state: AgentState = 'new';
@@ -47,8 +48,8 @@ export class Agent {
     this.metrics = createMetricsRegistry();
     this.registry = new ServiceRegistry({ coalesceMs: opts.config.registry.coalesceMs, logger: opts.logger });
     this.source = opts.source ?? createSource(opts.config, opts.logger);
-    this.modules =
-      opts.modules ?? createModules({ config: opts.config, registry: this.registry, metrics: this.metrics, logger: opts.logger });
+    this.#modules = opts.modules;
+    this.#moduleContext = { config: opts.config, registry: this.registry, metrics: this.metrics, logger: opts.logger };
     this.#registerMetrics();
     this.admin = new AdminServer({
       address: opts.config.admin.address,
@@ -71,11 +72,17 @@ export class Agent {
     return this.#state;
   }
 
+  /** The data-plane modules; empty until start() has loaded the enabled ones. */
+  get modules(): readonly AgentModule[] {
+    return this.#modules ?? [];
+  }
+
   async start(): Promise<void> {
     if (this.#state !== 'new') throw new Error(`agent cannot start from state ${this.#state}`);
     this.#state = 'starting';
     try {
       await this.admin.start();
+      this.#modules ??= await createModules(this.#moduleContext);
       // Modules the source depends on (the apiserver cache) first, then the source, then the rest.
       for (const module of this.modules.filter((m) => m.beforeSource)) await this.#startModule(module);
       await this.source.start(this.registry);

@@ -1,11 +1,6 @@
 import type { Registry as MetricsRegistry } from 'prom-client';
-import { createDnsModule } from '../../dns/module.ts';
-import { HostNetworkModule, InterceptModule } from '../../proxy/iptables/module.ts';
-import { createProxyModule } from '../../proxy/module.ts';
-import { createApicacheModule } from '../apicache/module.ts';
 import { CloudReachability } from '../apicache/reachability.ts';
 import type { Config } from '../config/schema.ts';
-import { createEaaModule } from '../eaa/module.ts';
 import type { Logger } from '../log.ts';
 import type { ServiceRegistry } from '../registry/registry.ts';
 import type { AgentModule } from './module.ts';
@@ -22,22 +17,26 @@ export interface ModuleContext {
 
 /**
  * The agent's data-plane modules, in start order (stopped in reverse). Each capability adds
- * one line here; a module reads the registry and its config slice and nothing else.
+ * one line here; a module reads the registry and its config slice and nothing else. Modules
+ * are imported only when enabled: a disabled part costs no memory (the apiserver client and
+ * the X.509 library alone are tens of MiB).
  */
-export function createModules(ctx: ModuleContext): AgentModule[] {
+export async function createModules(ctx: ModuleContext): Promise<AgentModule[]> {
   const modules: AgentModule[] = [];
+  const { config } = ctx;
   ctx.cloud ??= new CloudReachability();
   // The apiserver cache first: the others may read through it and follow ctx.cloud.
-  if (ctx.config.apicache.enabled) modules.push(createApicacheModule(ctx));
-  const intercepting = ctx.config.proxy.enabled && ctx.config.proxy.interception.mode === 'iptables';
+  if (config.apicache.enabled) modules.push((await import('../apicache/module.ts')).createApicacheModule(ctx));
+  const intercepting = config.proxy.enabled && config.proxy.interception.mode === 'iptables';
+  const iptables = intercepting ? await import('../../proxy/iptables/module.ts') : undefined;
   // The interface and its addresses first: DNS and the listeners bind them.
-  if (intercepting) modules.push(new HostNetworkModule({ config: ctx.config, logger: ctx.logger }));
-  if (ctx.config.dns.enabled) modules.push(createDnsModule(ctx));
-  if (ctx.config.proxy.enabled) {
-    const proxy = createProxyModule(ctx);
+  if (iptables) modules.push(new iptables.HostNetworkModule({ config, logger: ctx.logger }));
+  if (config.dns.enabled) modules.push((await import('../../dns/module.ts')).createDnsModule(ctx));
+  if (config.proxy.enabled) {
+    const proxy = (await import('../../proxy/module.ts')).createProxyModule(ctx);
     modules.push(proxy);
-    if (intercepting) modules.push(new InterceptModule({ config: ctx.config, proxy, logger: ctx.logger }));
+    if (iptables) modules.push(new iptables.InterceptModule({ config, proxy, logger: ctx.logger }));
   }
-  if (ctx.config.eaa.enabled) modules.push(createEaaModule(ctx));
+  if (config.eaa.enabled) modules.push((await import('../eaa/module.ts')).createEaaModule(ctx));
   return modules;
 }
