@@ -38,5 +38,6 @@ export async function createModules(ctx: ModuleContext): Promise<AgentModule[]> 
     if (iptables) modules.push(new iptables.InterceptModule({ config, proxy, logger: ctx.logger }));
   }
   if (config.eaa.enabled) modules.push((await import('../eaa/module.ts')).createEaaModule(ctx));
+  if (config.witness.enabled) modules.push((await import('../witness/module.ts')).createWitnessModule(ctx));
   return modules;
 }

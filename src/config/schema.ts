@@ -446,6 +446,106 @@ const EaaConfig = z
   .prefault({})
   .describe('The OpenNESS EAA API (producers, consumers, notifications), served on every node and routed between nodes.');
 
+const WitnessConfig = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe('Probe peer agents and publish what this node saw of them (docs/node-status.md).'),
+    address: ipAddress.default('0.0.0.0').describe('Address of the UDP witness listener (the node network).'),
+    port: port.default(15091).describe('UDP port of the witness listener on every node; 0 picks a free port (tests).'),
+    keyFile: z
+      .string()
+      .default('/etc/meshlet/witness/key')
+      .describe('Per-cluster HMAC key (a Secret, >= 32 bytes); probes, acks and reports are signed with keys derived from it.'),
+    probeIntervalMs: duration(600_000).min(100).default(2_000).describe('Probe each witnessed peer this often (ms).'),
+    probeTimeoutMs: duration(60_000)
+      .min(50)
+      .default(1_000)
+      .describe('A probe without a valid acknowledgement after this long (ms) failed.'),
+    reportIntervalMs: duration(3_600_000)
+      .min(200)
+      .default(10_000)
+      .describe('Publish the report (one Lease write) this often (ms).'),
+    maxPeers: z
+      .number()
+      .int()
+      .min(0)
+      .max(1000)
+      .default(5)
+      .describe('Probe at most this many peers (the next ones on a hash ring of node names); 0 probes every node.'),
+    peers: z
+      .array(z.string().regex(/^[a-z0-9.-]+=[0-9a-fA-F:.]+$/, 'must be node=ip'))
+      .default([])
+      .describe("Static peers as node=ip; empty means the registry's nodes at their InternalIP."),
+    namespace: z
+      .string()
+      .regex(DNS_SUBDOMAIN)
+      .max(63)
+      .default('meshlet-system')
+      .describe('Namespace of the report Leases (witness-<node>), read by the controller.'),
+    kubeconfig: z
+      .string()
+      .default('')
+      .describe('kubeconfig for writing reports (point it at the apiserver cache); empty means source.kubernetes.kubeconfig.'),
+  })
+  .prefault({})
+  .describe('Agents as witnesses: authenticated peer probes and reports through the apiserver.');
+
+const ControllerConfig = z
+  .strictObject({
+    kubeconfig: z.string().default('').describe('kubeconfig of the controller; empty means source.kubernetes.kubeconfig.'),
+    installCrd: z.boolean().default(false).describe('Create or update the EdgeNode CRD at start (needs CRD write rights).'),
+    leaderElection: z
+      .strictObject({
+        enabled: z.boolean().default(true).describe('Elect one active replica on a Lease.'),
+        identity: z.string().default('').describe('This replica in the Lease; empty means $MESHLET_POD_NAME, else host-pid.'),
+        leaseName: z.string().regex(DNS_SUBDOMAIN).default('meshlet-controller').describe('Name of the leader Lease.'),
+        leaseNamespace: z.string().regex(DNS_SUBDOMAIN).default('meshlet-system').describe('Namespace of the leader Lease.'),
+        leaseDurationMs: duration(600_000).min(1_000).default(15_000).describe('A leader silent this long (ms) loses the lease.'),
+        renewDeadlineMs: duration(600_000)
+          .min(500)
+          .default(10_000)
+          .describe('The leader steps down when it cannot renew within this (ms).'),
+        retryPeriodMs: duration(60_000)
+          .min(100)
+          .default(2_000)
+          .describe('Candidates try, and the leader renews, this often (ms).'),
+      })
+      .prefault({})
+      .describe('Leader election (two replicas, one acts).'),
+    syncIntervalMs: duration(60_000).min(50).default(1_000).describe('Decide every EdgeNode phase this often (ms).'),
+    cloudGraceMs: duration(3_600_000)
+      .min(100)
+      .default(20_000)
+      .describe(
+        "The cloud stops hearing a node when kubelet's Lease is older than this (ms); keep it below node-monitor-grace-period.",
+      ),
+    peerGraceMs: duration(3_600_000).min(100).default(15_000).describe('Peers hear a node when one heard it within this (ms).'),
+    reportMaxAgeMs: duration(3_600_000).min(100).default(40_000).describe('Ignore witness reports older than this (ms).'),
+    maxClockSkewMs: duration(3_600_000).default(30_000).describe('Reject reports dated further than this (ms) in the future.'),
+    statusRefreshMs: duration(3_600_000)
+      .default(30_000)
+      .describe('Rewrite an unchanged EdgeNode status (last-heard times) at most this often (ms); changes are written at once.'),
+    protectCutOff: z
+      .boolean()
+      .default(true)
+      .describe("Renew a CutOff node's Lease (and Ready) on its behalf, so it is not evicted nor its pods marked not-ready."),
+    renewIntervalMs: duration(600_000).min(100).default(5_000).describe("Renew a CutOff node's Lease this often (ms)."),
+    outOfService: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe('Taint nodes Unreachable for afterMs with node.kubernetes.io/out-of-service.'),
+        afterMs: duration(86_400_000).default(300_000).describe('How long (ms) a node stays Unreachable before the taint.'),
+      })
+      .prefault({})
+      .describe('Faster failover of presumed-dead nodes (off by default).'),
+  })
+  .prefault({})
+  .describe('`meshlet controller`: EdgeNode phases, eviction guard for CutOff nodes, optional failover.');
+
 const ShutdownConfig = z
   .strictObject({
     gracePeriodMs: duration(600_000)
@@ -467,6 +567,8 @@ export const ConfigSchema = z
     proxy: ProxyConfig,
     apicache: ApicacheConfig,
     eaa: EaaConfig,
+    witness: WitnessConfig,
+    controller: ControllerConfig,
     shutdown: ShutdownConfig,
   })
   .describe("meshlet's configuration.");
