@@ -15,98 +15,56 @@ export class KubeStatusError extends MeshletError {
   }
 }
 
-/**
- * GET a path on the apiserver and return the response stream once a 2xx status arrives.
- * Non-2xx answers become KubeStatusError with the apiserver's own message.
- */
-export async function kubeGet(
-  conn: KubeConnection,
-  path: string,
-  signal: AbortSignal,
-  timeoutMs = 30_000,
-): Promise<IncomingMessage> {
-  const url = new URL(path, conn.server);
-  const options = await conn.requestOptions();
-  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
-  const res = await new Promise<IncomingMessage>((resolve, reject) => {
-    const req = request(
-      url,
-      { ...options, method: 'GET', signal, headers: { ...options.headers, accept: 'application/json' } },
-      resolve,
-    );
-    // Only the wait for response headers is bounded here; a watch stream then runs as long as it lasts.
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer from ${url.origin} within ${timeoutMs} ms`)));
-    req.on('error', (err) =>
-      reject(
-        new MeshletError(ErrorCodes.KUBE_UNREACHABLE, `GET ${url.pathname}${url.search}: ${errorMessage(err)}`, { cause: err }),
-      ),
-    );
-    req.end();
-  });
-  res.socket?.setTimeout(0);
-  const status = res.statusCode ?? 0;
-  if (status >= 200 && status < 300) return res;
-  const body = await readBody(res).catch(() => '');
-  let reason = '';
-  let message = body.slice(0, 500);
-  try {
-    const parsed = JSON.parse(body) as { reason?: string; message?: string };
-    reason = parsed.reason ?? '';
-    message = parsed.message ?? message;
-  } catch {}
-  throw new KubeStatusError(status, reason, `GET ${url.pathname}${url.search}: ${status} ${reason} ${message}`.trim());
-}
+type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+const PATCH_TYPES = {
+  merge: 'application/merge-patch+json',
+  strategic: 'application/strategic-merge-patch+json',
+  json: 'application/json-patch+json',
+  apply: 'application/apply-patch+yaml',
+} as const;
 
 /**
- * One non-streaming request (GET/POST/PUT/PATCH/DELETE) with a JSON body; resolves with the
- * parsed JSON answer. Non-2xx answers become KubeStatusError (409 Conflict, 404 NotFound, ...).
- * PATCH takes its content type from `patchType` (merge by default).
+ * Sends one request and resolves with the response once a 2xx status arrives; any other status
+ * becomes a KubeStatusError carrying the apiserver's own reason and message. Only the wait for
+ * the response headers is bounded by `timeoutMs`: a watch stream then runs as long as it lasts.
  */
-export async function kubeRequest<T = unknown>(
+async function send(
   conn: KubeConnection,
-  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
+  method: Method,
   path: string,
-  body?: unknown,
-  opts: { timeoutMs?: number; patchType?: 'merge' | 'strategic' | 'json' | 'apply'; signal?: AbortSignal } = {},
-): Promise<T> {
+  opts: { payload?: Buffer; contentType?: string; signal?: AbortSignal; timeoutMs: number },
+): Promise<IncomingMessage> {
   const url = new URL(path, conn.server);
+  const what = `${method} ${url.pathname}${url.search}`;
   const options = await conn.requestOptions();
   const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
-  const payload = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
-  const contentType =
-    method !== 'PATCH'
-      ? 'application/json'
-      : {
-          merge: 'application/merge-patch+json',
-          strategic: 'application/strategic-merge-patch+json',
-          json: 'application/json-patch+json',
-          apply: 'application/apply-patch+yaml',
-        }[opts.patchType ?? 'merge'];
-  const timeoutMs = opts.timeoutMs ?? 10_000;
-  const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+  const { payload, contentType, signal, timeoutMs } = opts;
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
     const req = request(
       url,
       {
         ...options,
         method,
-        ...(opts.signal && { signal: opts.signal }),
+        ...(signal && { signal }),
         headers: {
           ...options.headers,
           accept: 'application/json',
-          ...(payload && { 'content-type': contentType, 'content-length': payload.length }),
+          ...(payload && { 'content-type': contentType ?? 'application/json', 'content-length': payload.length }),
         },
       },
-      (res) => {
-        readBody(res).then((text) => resolve({ status: res.statusCode ?? 0, text }), reject);
-      },
+      resolve,
     );
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer from ${url.origin} within ${timeoutMs} ms`)));
     req.on('error', (err) =>
-      reject(new MeshletError(ErrorCodes.KUBE_UNREACHABLE, `${method} ${url.pathname}: ${errorMessage(err)}`, { cause: err })),
+      reject(new MeshletError(ErrorCodes.KUBE_UNREACHABLE, `${what}: ${errorMessage(err)}`, { cause: err })),
     );
     req.end(payload);
   });
-  if (status >= 200 && status < 300) return (text ? JSON.parse(text) : {}) as T;
+  res.socket?.setTimeout(0);
+  const status = res.statusCode ?? 0;
+  if (status >= 200 && status < 300) return res;
+  const text = await readBody(res).catch(() => '');
   let reason = '';
   let message = text.slice(0, 500);
   try {
@@ -114,7 +72,35 @@ export async function kubeRequest<T = unknown>(
     reason = parsed.reason ?? '';
     message = parsed.message ?? message;
   } catch {}
-  throw new KubeStatusError(status, reason, `${method} ${url.pathname}: ${status} ${reason} ${message}`.trim());
+  throw new KubeStatusError(status, reason, `${what}: ${status} ${reason} ${message}`.trim());
+}
+
+/** GET a path and return the response stream (lists, watches) once a 2xx status arrives. */
+export function kubeGet(conn: KubeConnection, path: string, signal: AbortSignal, timeoutMs = 30_000): Promise<IncomingMessage> {
+  return send(conn, 'GET', path, { signal, timeoutMs });
+}
+
+/**
+ * One non-streaming request with a JSON body; resolves with the parsed JSON answer. Non-2xx
+ * answers become KubeStatusError (409 Conflict, 404 NotFound, ...). PATCH takes its content type
+ * from `patchType` (merge by default).
+ */
+export async function kubeRequest<T = unknown>(
+  conn: KubeConnection,
+  method: Method,
+  path: string,
+  body?: unknown,
+  opts: { timeoutMs?: number; patchType?: keyof typeof PATCH_TYPES; signal?: AbortSignal } = {},
+): Promise<T> {
+  const payload = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+  const res = await send(conn, method, path, {
+    ...(payload && { payload }),
+    ...(method === 'PATCH' && { contentType: PATCH_TYPES[opts.patchType ?? 'merge'] }),
+    ...(opts.signal && { signal: opts.signal }),
+    timeoutMs: opts.timeoutMs ?? 10_000,
+  });
+  const text = await readBody(res);
+  return (text ? JSON.parse(text) : {}) as T;
 }
 
 export async function readBody(res: IncomingMessage): Promise<string> {

@@ -10,11 +10,11 @@ import {
   serviceFromKube,
 } from '../kube/convert.ts';
 import { KubeStatusError, kubeGet, readBody } from '../kube/http.ts';
-import { type Delay, Reflector, type ReflectorHandlers } from '../kube/reflector.ts';
+import { type Delay, type KubeObject, Reflector, type ReflectorHandlers } from '../kube/reflector.ts';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
 import type { ServiceRegistry } from '../registry/registry.ts';
-import { objectKey } from '../registry/types.ts';
+import { type DestinationRule, type EndpointSlice, type Node, objectKey, type Service } from '../registry/types.ts';
 import type { RegistrySource, SourceStatus } from './source.ts';
 
 export interface KubernetesSourceOptions {
@@ -64,32 +64,21 @@ export class KubernetesSource implements RegistrySource {
       ...(this.#opts.delay !== undefined && { delay: this.#opts.delay }),
       ...(this.#opts.watchTimeoutSeconds !== undefined && { watchTimeoutSeconds: this.#opts.watchTimeoutSeconds }),
     };
-    const services: ReflectorHandlers<KubeService> = {
-      replace: (items) => registry.replaceServices(items.map(serviceFromKube).filter((s) => s !== undefined)),
-      upsert: (item) => {
-        const svc = serviceFromKube(item);
-        if (svc) registry.upsertService(svc);
-      },
-      delete: (item) => registry.deleteService(objectKey(item.metadata?.namespace ?? '', item.metadata?.name ?? '')),
-    };
-    const slices: ReflectorHandlers<KubeEndpointSlice> = {
-      replace: (items) => registry.replaceEndpointSlices(items.map(endpointSliceFromKube).filter((s) => s !== undefined)),
-      upsert: (item) => {
-        const slice = endpointSliceFromKube(item);
-        if (slice) registry.upsertEndpointSlice(slice);
-        // A slice that lost its service label no longer belongs to any service.
-        else registry.deleteEndpointSlice(objectKey(item.metadata?.namespace ?? '', item.metadata?.name ?? ''));
-      },
-      delete: (item) => registry.deleteEndpointSlice(objectKey(item.metadata?.namespace ?? '', item.metadata?.name ?? '')),
-    };
-    const nodes: ReflectorHandlers<KubeNode> = {
-      replace: (items) => registry.replaceNodes(items.map(nodeFromKube).filter((n) => n !== undefined)),
-      upsert: (item) => {
-        const node = nodeFromKube(item);
-        if (node) registry.upsertNode(node);
-      },
-      delete: (item) => registry.deleteNode(item.metadata?.name ?? ''),
-    };
+    const services = registryHandlers<KubeService, Service>(serviceFromKube, {
+      replace: (all) => registry.replaceServices(all),
+      upsert: (svc) => registry.upsertService(svc),
+      delete: (key) => registry.deleteService(key),
+    });
+    const slices = registryHandlers<KubeEndpointSlice, EndpointSlice>(endpointSliceFromKube, {
+      replace: (all) => registry.replaceEndpointSlices(all),
+      upsert: (slice) => registry.upsertEndpointSlice(slice),
+      delete: (key) => registry.deleteEndpointSlice(key),
+    });
+    const nodes = registryHandlers<KubeNode, Node>(nodeFromKube, {
+      replace: (all) => registry.replaceNodes(all),
+      upsert: (node) => registry.upsertNode(node),
+      delete: (_key, name) => registry.deleteNode(name),
+    });
     this.#reflectors = [
       new Reflector<KubeService>({ ...common, path: '/api/v1/services', handlers: services }),
       new Reflector<KubeEndpointSlice>({ ...common, path: '/apis/discovery.k8s.io/v1/endpointslices', handlers: slices }),
@@ -157,14 +146,11 @@ export class KubernetesSource implements RegistrySource {
       this.#crdTimer.unref();
       return;
     }
-    const handlers: ReflectorHandlers<KubeDestinationRule> = {
-      replace: (items) => registry.replaceDestinationRules(items.map(destinationRuleFromKube).filter((r) => r !== undefined)),
-      upsert: (item) => {
-        const rule = destinationRuleFromKube(item);
-        if (rule) registry.upsertDestinationRule(rule);
-      },
-      delete: (item) => registry.deleteDestinationRule(objectKey(item.metadata?.namespace ?? '', item.metadata?.name ?? '')),
-    };
+    const handlers = registryHandlers<KubeDestinationRule, DestinationRule>(destinationRuleFromKube, {
+      replace: (all) => registry.replaceDestinationRules(all),
+      upsert: (rule) => registry.upsertDestinationRule(rule),
+      delete: (key) => registry.deleteDestinationRule(key),
+    });
     this.#rules = new Reflector<KubeDestinationRule>({ ...common, path, handlers });
     this.#rules.start();
     this.#log.info({ path }, 'watching Istio DestinationRules');
@@ -181,4 +167,35 @@ export class KubernetesSource implements RegistrySource {
       detail: { apiserver: this.#conn?.description ?? '', reflectors },
     };
   }
+}
+
+interface RegistryWrites<T> {
+  replace(all: T[]): void;
+  upsert(item: T): void;
+  /** `namespace/name`, and the bare name for cluster-scoped objects. */
+  delete(key: string, name: string): void;
+}
+
+/**
+ * Reflector callbacks for one kind: convert each object and write it to the registry. An object
+ * that no longer converts (an EndpointSlice that lost its service label) is deleted, so it stops
+ * counting for whatever it belonged to.
+ */
+function registryHandlers<K extends KubeObject, T>(
+  convert: (obj: K) => T | undefined,
+  writes: RegistryWrites<T>,
+): ReflectorHandlers<K> {
+  const remove = (obj: K) => {
+    const name = obj.metadata?.name ?? '';
+    writes.delete(objectKey(obj.metadata?.namespace ?? '', name), name);
+  };
+  return {
+    replace: (items) => writes.replace(items.map(convert).filter((x): x is T => x !== undefined)),
+    upsert: (item) => {
+      const converted = convert(item);
+      if (converted !== undefined) writes.upsert(converted);
+      else remove(item);
+    },
+    delete: remove,
+  };
 }
