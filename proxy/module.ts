@@ -4,13 +4,13 @@ import type { Config } from '../src/config/schema.ts';
 import { errorMessage } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import type { RegistryUpdate, ServiceRegistry } from '../src/registry/registry.ts';
-import type { Protocol, Service } from '../src/registry/types.ts';
+import type { EndpointSlice, Protocol, Service } from '../src/registry/types.ts';
 import type { Dialer } from './connect/dialer.ts';
 import { DirectDialer } from './connect/direct-dialer.ts';
 import { H2Sessions } from './h2c/sessions.ts';
-import { UpstreamPools } from './http/upstream-pools.ts';
 import type { InterceptTarget } from './iptables/rules.ts';
 import { routeMode } from './listen/detect.ts';
+import { LazyUpstreamPools } from './listen/lazy-pools.ts';
 import { ServiceListener } from './listen/service-listener.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { buildRoute, type RouteContext, type RouteDeps, routeKey } from './route.ts';
@@ -23,6 +23,11 @@ export interface ProxyModuleOptions {
   logger: Logger;
   /** Defaults to the direct dialer; the tunnel phase passes its own. */
   dialer?: Dialer;
+  /**
+   * Endpoints this node serves itself for some Services, in place of the registry's slices
+   * (undefined: use the registry). The EAA Service is one (src/eaa/local-service.ts).
+   */
+  localSlices?: ((service: Service) => EndpointSlice[] | undefined) | undefined;
 }
 
 /** Where the iptables layer sends a service port's traffic. */
@@ -42,11 +47,14 @@ export class ProxyModule implements AgentModule {
   readonly #registry: ServiceRegistry;
   readonly #log: Logger;
   readonly #metrics: ProxyMetrics;
-  readonly #pools: UpstreamPools;
+  readonly #pools: LazyUpstreamPools;
   readonly #h2: H2Sessions;
   readonly #routeDeps: RouteDeps;
+  readonly #localSlices: ProxyModuleOptions['localSlices'];
   /** By route key `ns/name:port/PROTO`. */
   readonly #listeners = new Map<string, ServiceListener>();
+  /** Service key `ns/name` → route keys of its listeners, so one service is found without a scan. */
+  readonly #routesByService = new Map<string, Set<string>>();
   /** `clusterIP|port|PROTO` → listener, for listenerFor(). */
   #byClusterIP = new Map<string, ServiceListener>();
   #unsubscribe: (() => void) | undefined;
@@ -57,6 +65,7 @@ export class ProxyModule implements AgentModule {
   constructor(opts: ProxyModuleOptions) {
     this.#config = opts.config;
     this.#registry = opts.registry;
+    this.#localSlices = opts.localSlices;
     this.#log = opts.logger.child({ module: 'proxy/module' });
     this.#metrics = new ProxyMetrics(opts.metrics, () => {
       let listening = 0;
@@ -69,7 +78,7 @@ export class ProxyModule implements AgentModule {
     });
     const settings = opts.config.proxy;
     const dialer = opts.dialer ?? new DirectDialer();
-    this.#pools = new UpstreamPools(dialer, {
+    this.#pools = new LazyUpstreamPools(dialer, {
       connections: settings.upstreamConnections,
       connectTimeoutMs: settings.connectTimeoutMs,
     });
@@ -97,6 +106,7 @@ export class ProxyModule implements AgentModule {
     const grace = this.#config.shutdown.gracePeriodMs;
     await Promise.all([...this.#listeners.values()].map((l) => l.close(grace)));
     this.#listeners.clear();
+    this.#routesByService.clear();
     this.#byClusterIP.clear();
     await Promise.all([this.#pools.close(), this.#h2.close()]);
     this.#ready = false;
@@ -153,6 +163,7 @@ export class ProxyModule implements AgentModule {
       listeners: listeners.length,
       failed: listeners.filter((l) => l.state === 'failed'),
       upstreamPools: this.#pools.size,
+      upstreamEndpoints: this.#pools.retained,
       h2Sessions: this.#h2.size,
       routes: listeners,
     };
@@ -171,12 +182,16 @@ export class ProxyModule implements AgentModule {
     const zone = this.#registry.getNode(nodeName)?.zone;
     const zoneChanged = zone !== this.#routeDeps.nodeZone;
     this.#routeDeps.nodeZone = zone;
-    let keys: Set<string>;
-    if (update === undefined || update.reset || zoneChanged) {
-      keys = new Set([...this.#registry.services()].map((s) => `${s.namespace}/${s.name}`));
-      for (const listener of this.#listeners.values()) keys.add(listener.route.service);
+    // An update names every service that changed, also after a reset (a file reload or a
+    // relist: the registry diffs the new state against the old one), so only those are rebuilt.
+    // All of them are only at start and when this node's zone moves (locality balancing).
+    let keys: ReadonlySet<string>;
+    if (update === undefined || zoneChanged) {
+      const all = new Set<string>(this.#routesByService.keys());
+      for (const s of this.#registry.services()) all.add(`${s.namespace}/${s.name}`);
+      keys = all;
     } else {
-      keys = new Set(update.services);
+      keys = update.services;
     }
     const opening: Promise<unknown>[] = [];
     for (const key of keys) this.#applyService(key, opening);
@@ -194,7 +209,7 @@ export class ProxyModule implements AgentModule {
     const settings = this.#config.proxy;
     const wanted = new Set<string>();
     if (service !== undefined && proxied(service)) {
-      const slices = this.#registry.endpointSlicesOf(service.namespace, service.name);
+      const slices = this.#localSlices?.(service) ?? this.#registry.endpointSlicesOf(service.namespace, service.name);
       const rule = this.#registry.destinationRuleFor(service.namespace, service.name);
       for (const port of service.ports) {
         if (port.protocol === 'SCTP') continue;
@@ -218,13 +233,25 @@ export class ProxyModule implements AgentModule {
         const listener = new ServiceListener(route, settings.address, wantedPort, (getRoute) =>
           createBoundServer(mode, getRoute, { pools: this.#pools, h2: this.#h2 }),
         );
-        this.#listeners.set(rkey, listener);
+        this.#add(listener);
         opening.push(this.#open(listener));
       }
     }
-    for (const [rkey, listener] of this.#listeners) {
-      if (listener.route.service === key && !wanted.has(rkey)) this.#remove(listener);
+    for (const rkey of [...(this.#routesByService.get(key) ?? [])]) {
+      const listener = this.#listeners.get(rkey);
+      if (listener !== undefined && !wanted.has(rkey)) this.#remove(listener);
     }
+  }
+
+  #add(listener: ServiceListener): void {
+    const { key, service } = listener.route;
+    this.#listeners.set(key, listener);
+    let routes = this.#routesByService.get(service);
+    if (routes === undefined) {
+      routes = new Set();
+      this.#routesByService.set(service, routes);
+    }
+    routes.add(key);
   }
 
   async #open(listener: ServiceListener): Promise<void> {
@@ -235,11 +262,53 @@ export class ProxyModule implements AgentModule {
   }
 
   #remove(listener: ServiceListener): void {
-    this.#listeners.delete(listener.route.key);
+    const { key, service, portLabel } = listener.route;
+    this.#listeners.delete(key);
+    const routes = this.#routesByService.get(service);
+    routes?.delete(key);
+    if (routes?.size === 0) this.#routesByService.delete(service);
     this.#release(listener.route);
-    this.#log.info({ route: listener.route.key }, 'listener closed');
+    this.#log.info({ route: key }, 'listener closed');
     // Existing connections drain on their own (as conntrack entries would); new ones are refused.
-    listener.close(this.#config.shutdown.gracePeriodMs).catch(() => {});
+    // Once they have, the port's metric series go too, unless a listener serves it again.
+    listener
+      .close(this.#config.shutdown.gracePeriodMs)
+      .catch(() => {})
+      .then(() => this.#forgetSeries(service, portLabel))
+      .catch((err: unknown) => this.#log.warn({ err: errorMessage(err), route: key }, 'cannot drop metric series'));
+  }
+
+  /** True while some listener serves `service`'s port labelled `portLabel`. */
+  #serves(service: string, portLabel: string): boolean {
+    for (const rkey of this.#routesByService.get(service) ?? []) {
+      if (this.#listeners.get(rkey)?.route.portLabel === portLabel) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Removes every `meshlet_proxy_*` series of a service port nobody serves any more, so a
+   * registry that churns services does not grow /metrics (and the heap) for ever.
+   */
+  async #forgetSeries(service: string, portLabel: string): Promise<void> {
+    const m = this.#metrics;
+    const families: SeriesFamily[] = [
+      m.connections,
+      m.activeConnections,
+      m.requests,
+      m.connectFailures,
+      m.bytes,
+      m.udpFlows,
+      m.noEndpoint,
+      m.ejections,
+    ];
+    for (const metric of families) {
+      const { values } = await metric.get();
+      if (this.#serves(service, portLabel)) return; // it came back while we waited
+      for (const { labels } of values) {
+        if (labels.service === service && labels.port === portLabel) metric.remove(labels);
+      }
+    }
   }
 
   /** Upstream connection pools follow the routes that use them (HTTP/1.1 pools, HTTP/2 sessions). */
@@ -262,6 +331,12 @@ export class ProxyModule implements AgentModule {
     }
     this.#byClusterIP = index;
   }
+}
+
+/** What #forgetSeries needs of a labelled prom-client Counter or Gauge. */
+interface SeriesFamily {
+  get(): Promise<{ values: { labels: Partial<Record<string, string | number>> }[] }>;
+  remove(labels: Partial<Record<string, string | number>>): void;
 }
 
 /** Label that opts a service out of meshlet's proxy (kube-proxy, if any, keeps it). */

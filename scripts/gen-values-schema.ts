@@ -152,6 +152,12 @@ export function buildValuesSchema(): JsonObject {
         keep: bool('Keep the CRDs (and so every EdgeNode) on helm uninstall.'),
       }),
       rbac: obj('RBAC objects.', { create: bool('Create the ClusterRoles, Roles and bindings.') }),
+      witness: obj('Agents as witnesses (docs/node-status.md).', {
+        keySecret: obj('The Secret with the per-cluster key that signs witness reports.', {
+          create: bool('Create it with a random key on install (kept on upgrade).'),
+          name: str('Its name; empty means <fullname>-witness-key.'),
+        }),
+      }),
       agent: obj('The per-node agent (DaemonSet).', {
         config: {
           $ref: '#/$defs/meshletConfig',
@@ -235,8 +241,10 @@ export function buildValuesSchema(): JsonObject {
           createNamespace: bool('Create the namespace (false if it exists already).'),
           httpsPort: int('HTTPS API port (OpenNESS: 443).', 1, 65535),
           httpPort: int('Plain-HTTP auth port (OpenNESS <= 20.09: 80); 0 leaves it out.', 0, 65535),
-          targetHttpsPort: int("The agent's EAA HTTPS port on each node.", 1, 65535),
-          targetHttpPort: int("The agent's EAA auth port on each node.", 1, 65535),
+        }),
+        ca: obj('The EAA root CA shared by every node (needed with agent.config.eaa.enabled).', {
+          secretName: str('A Secret with tls.crt and tls.key (ECDSA), mounted at mountPath; empty mounts nothing.'),
+          mountPath: str('Where the Secret is mounted.', { pattern: '^/' }),
         }),
       }),
     },

@@ -83,6 +83,11 @@ export class ClusterZone {
     return this.#zoneWireLength;
   }
 
+  /** Number of precomputed answers (question keys) in the fast table. */
+  get answers(): number {
+    return this.#fast.size;
+  }
+
   /** Hot path: the precomputed answer for a lower-case question key. */
   fast(key: string): FastAnswer | undefined {
     return this.#fast.get(key);
@@ -106,12 +111,14 @@ export class ClusterZone {
     this.#applyServices(keys, registry);
   }
 
-  /** Applies one coalesced registry update: only the services it names are recomputed. */
+  /**
+   * Applies one coalesced registry update: only the services it names are recomputed. That
+   * holds after a reset too (a file reload, a relist): the registry diffs the new state against
+   * the old and names every service that changed, so re-encoding the whole zone there would only
+   * turn every answer buffer into garbage (1,000 services: ~5,000 names
+   * re-encoded per reload for the one that changed).
+   */
   apply(update: RegistryUpdate, registry: ServiceRegistry): void {
-    if (update.reset) {
-      this.rebuild(registry);
-      return;
-    }
     if (update.services.size > 0) this.#applyServices(update.services, registry);
   }
 

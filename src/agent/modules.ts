@@ -33,7 +33,9 @@ export async function createModules(ctx: ModuleContext): Promise<AgentModule[]> 
   if (iptables) modules.push(new iptables.HostNetworkModule({ config, logger: ctx.logger }));
   if (config.dns.enabled) modules.push((await import('../../dns/module.ts')).createDnsModule(ctx));
   if (config.proxy.enabled) {
-    const proxy = (await import('../../proxy/module.ts')).createProxyModule(ctx);
+    // The EAA Service (eaa.openness) is node-local: this node's proxy sends it to this agent's EAA.
+    const localSlices = config.eaa.enabled ? (await import('../eaa/local-service.ts')).eaaLocalSlices(config) : undefined;
+    const proxy = (await import('../../proxy/module.ts')).createProxyModule({ ...ctx, localSlices });
     modules.push(proxy);
     if (iptables) modules.push(new iptables.InterceptModule({ config, proxy, logger: ctx.logger }));
   }

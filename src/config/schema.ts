@@ -373,7 +373,22 @@ const ApicacheConfig = z
 const EaaConfig = z
   .strictObject({
     enabled: z.boolean().default(false).describe('Serve the OpenNESS Edge Application Agent API on this node (docs/eaa.md).'),
-    address: ipAddress.default('127.0.0.1').describe('Address of the EAA listeners (on a node: an address pods reach).'),
+    address: ipAddress
+      .default('127.0.0.1')
+      .describe(
+        'Address of the EAA API listeners (port, authPort). Pods reach them through the eaa Service (service), so loopback will do.',
+      ),
+    peerAddress: z
+      .union([ipAddress, z.literal('')])
+      .default('')
+      .describe('Address of the agent-to-agent listener (peerPort); empty means address. Other nodes must reach it.'),
+    service: z
+      .string()
+      .regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9]*[a-z0-9])?)?$/, 'must be namespace/name or empty')
+      .default('openness/eaa')
+      .describe(
+        "The Service apps call as eaa.openness (namespace/name). This node's proxy sends its ports whose targetPort is port or authPort to this agent, never to another node. Empty: no such route.",
+      ),
     port: port.default(443).describe('Port of the EAA HTTPS (mutual TLS) API, as OpenNESS TlsEndpoint; 0 picks a free port.'),
     authPort: port
       .default(80)

@@ -94,10 +94,14 @@ export function createEaaModule(ctx: ModuleContext): EaaModule {
         dnsNames: cfg.serverNames,
         ipAddresses: ips,
       });
-      const identity = await issueCertificate(ca, { commonName: `${PEER_NAMESPACE}:${node}`, ipAddresses: ips });
+      const peerAddress = cfg.peerAddress === '' ? cfg.address : cfg.peerAddress;
+      const identity = await issueCertificate(ca, {
+        commonName: `${PEER_NAMESPACE}:${node}`,
+        ipAddresses: isIP(peerAddress) && peerAddress !== '0.0.0.0' && peerAddress !== '::' ? [peerAddress] : [],
+      });
       peers = new PeerMesh({
         node,
-        address: cfg.address,
+        address: peerAddress,
         port: cfg.peerPort,
         identity,
         caPem: ca.certPem,

@@ -12,7 +12,10 @@ export interface RegistryUpdate {
   services: ReadonlySet<ObjectKey>;
   /** Nodes that changed, by name. */
   nodes: ReadonlySet<string>;
-  /** True when a source replaced the whole state (file reload, relist) since the last update. */
+  /**
+   * True when a source replaced the whole state (file reload, relist) since the last update.
+   * `services` still names exactly the services that differ, so subscribers need not rebuild all.
+   */
   reset: boolean;
 }
 

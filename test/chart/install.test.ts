@@ -104,6 +104,7 @@ if (
       '  config:',
       '    log: {level: debug}',
       '    apicache: {enabled: true, upstreams: ["https://198.18.0.1:6443", "https://198.18.0.2:6443"]}',
+      '    witness: {enabled: true}',
       '  apicacheTls: {secretName: meshlet-apicache-tls}',
       'controller: {replicas: 3}',
       '',
@@ -178,6 +179,7 @@ if (
       [['create', 'edgenodes.meshlet.io'], 'no'],
       [['impersonate', 'users'], 'no'],
       [['impersonate:associated-node', 'nodes.authentication.k8s.io'], 'no'],
+      [['create', 'leases.coordination.k8s.io', '-n', NS], 'no'],
     ] as [string[], string][]) {
       t.equal(await canI(AGENT, args), want, `agent ${args.join(' ')}`);
     }
@@ -194,7 +196,10 @@ if (
       [['list', 'leases.coordination.k8s.io', '-n', 'kube-node-lease'], 'yes'],
       [['update', 'leases.coordination.k8s.io/meshlet-controller', '-n', NS], 'yes'],
       [['update', 'leases.coordination.k8s.io/other', '-n', NS], 'no'],
-      [['update', 'leases.coordination.k8s.io', '-n', 'kube-node-lease'], 'no'],
+      [['update', 'leases.coordination.k8s.io', '-n', 'kube-node-lease'], 'yes'],
+      [['patch', 'leases.coordination.k8s.io', '-n', 'kube-node-lease'], 'yes'],
+      [['delete', 'leases.coordination.k8s.io', '-n', 'kube-node-lease'], 'no'],
+      [['update', 'leases.coordination.k8s.io', '-n', 'kube-system'], 'no'],
       [['delete', 'nodes'], 'no'],
       [['create', 'nodes'], 'no'],
       [['get', 'secrets', '-n', NS], 'no'],
@@ -327,6 +332,18 @@ if (
       data: Record<string, string>;
     };
     t.match(cm.data['config.yaml'], /level: debug/, 'the ConfigMap follows the new values');
+    // Witness on: the agent writes its report Leases in the release namespace, nowhere else.
+    for (const [args, want] of [
+      [['create', 'leases.coordination.k8s.io', '-n', NS], 'yes'],
+      [['patch', 'leases.coordination.k8s.io', '-n', NS], 'yes'],
+      [['delete', 'leases.coordination.k8s.io', '-n', NS], 'no'],
+      [['create', 'leases.coordination.k8s.io', '-n', 'kube-node-lease'], 'no'],
+      [['get', 'secrets', '-n', NS], 'no'],
+    ] as [string[], string][]) {
+      t.equal(await canI(AGENT, args), want, `witness agent ${args.join(' ')}`);
+    }
+    const key = await kubectl(['get', 'secret', 'meshlet-witness-key', '-n', NS, '-o', 'jsonpath={.data.key}']);
+    t.ok(key.stdout.length >= 64, 'the witness key Secret exists');
     const deploy = JSON.parse((await kubectl(['get', 'deployment', 'meshlet-controller', '-n', NS, '-o', 'json'])).stdout) as {
       spec: { replicas: number };
     };

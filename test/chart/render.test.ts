@@ -141,7 +141,10 @@ if (requireOrSkip(t, { executables: [bins.helm] })) {
       'Deployment/meshlet-controller',
       'Namespace/openness',
       'Role/meshlet-controller-leader-election',
+      'Role/meshlet-controller-node-leases',
       'RoleBinding/meshlet-controller-leader-election',
+      'RoleBinding/meshlet-controller-node-leases',
+      'Secret/meshlet-witness-key',
       'Service/eaa',
       'ServiceAccount/meshlet-agent',
       'ServiceAccount/meshlet-controller',
@@ -208,7 +211,7 @@ if (requireOrSkip(t, { executables: [bins.helm] })) {
     const cc = deploy.spec.template.spec.containers[0];
     t.equal(cc?.image, `registry.example/meshlet@sha256:${'a'.repeat(64)}`);
     t.ok(cc?.env.some((e) => e.name === 'MESHLET_CONTROLLER_LEADER_ELECTION_LEASE_DURATION_MS' && e.value === '20000'));
-    const role = find(objs, 'Role') as unknown as { rules: { resourceNames?: string[] }[] };
+    const role = find(objs, 'Role', 'edge-controller-leader-election') as unknown as { rules: { resourceNames?: string[] }[] };
     t.same(role.rules[1]?.resourceNames, ['edge-leader']);
 
     const agentRole = find(objs, 'ClusterRole', 'edge-agent') as unknown as {

@@ -176,3 +176,36 @@ t.test('a deleted file keeps the last good state until it is back', async (t) =>
   await loaded;
   t.equal(registry.counts().services, 0);
 });
+
+t.test('a JSON registry is read as JSON; JSON-like YAML still goes through the YAML parser', async (t) => {
+  const json = JSON.stringify({
+    services: [
+      { name: 'web', clusterIP: '198.19.0.10', ports: [{ name: 'http', port: 80 }], endpoints: [{ addresses: ['198.18.1.1'] }] },
+    ],
+  });
+  const { dir } = setup(t, json);
+  const path = join(dir, 'registry.yaml');
+  const state = readRegistryFile(path);
+  t.same(
+    state.services.map((s) => s.clusterIPs),
+    [['198.19.0.10']],
+  );
+  t.equal(state.endpointSlices[0]?.endpoints[0]?.addresses[0], '198.18.1.1');
+  // Flow YAML that is not JSON (unquoted keys, a comment) falls back to the YAML parser.
+  writeFileSync(path, '{ services: [ { name: web, clusterIP: 198.19.0.11 } ] } # flow style\n');
+  t.same(readRegistryFile(path).services[0]?.clusterIPs, ['198.19.0.11']);
+  writeFileSync(path, '{ "services": [ }');
+  t.throws(() => readRegistryFile(path), /not valid YAML/, 'broken JSON reports the YAML error');
+});
+
+t.test('a reload of unchanged text applies nothing', async (t) => {
+  const { registry, source } = setup(t, VALID);
+  await source.start(registry);
+  registry.flush();
+  const version = registry.version;
+  t.ok(source.reload());
+  t.ok(source.reload());
+  registry.flush();
+  t.equal(source.status().detail.loads, 1, 'parsed and applied once');
+  t.equal(registry.version, version, 'subscribers not woken');
+});

@@ -58,3 +58,8 @@ app.kubernetes.io/component: controller
 {{- $admin := .admin | default dict -}}
 {{- $admin.port | default 15090 -}}
 {{- end -}}
+
+{{/* The Secret holding the witness key (agents sign reports, the controller verifies them). */}}
+{{- define "meshlet.witnessKeySecret" -}}
+{{- default (printf "%s-witness-key" (include "meshlet.fullname" .)) .Values.witness.keySecret.name -}}
+{{- end -}}
