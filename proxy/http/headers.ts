@@ -73,6 +73,48 @@ export function downstreamHeaders(
   return out;
 }
 
+/**
+ * The request head for the lean path (h1-pool.ts): request line, the headers of
+ * `upstreamHeaders` and the blank line, as one latin1 string. `host` is added when the client
+ * sent none (an HTTP/1.0 client), as HTTP/1.1 requires it.
+ */
+export function requestHead(method: string, path: string, headers: readonly string[], host: string): string {
+  let head = `${method} ${path} HTTP/1.1\r\n`;
+  let hasHost = false;
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    const name = headers[i] as string;
+    if (!hasHost && name.length === 4 && name.toLowerCase() === 'host') hasHost = true;
+    head += `${name}: ${headers[i + 1] as string}\r\n`;
+  }
+  if (!hasHost) head += `host: ${host}\r\n`;
+  return `${head}\r\n`;
+}
+
+/** Response headers for the client from raw [name, value, ...] pairs, minus hop-by-hop ones. */
+export function downstreamRawHeaders(raw: readonly string[]): string[] {
+  let extra: Set<string> | undefined;
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) {
+      const tokens = lower === 'connection' ? connectionTokens(raw[i + 1]) : undefined;
+      if (tokens !== undefined) {
+        extra ??= new Set<string>();
+        for (const t of tokens) extra.add(t);
+      }
+      continue;
+    }
+    out.push(name, raw[i + 1] as string);
+  }
+  if (extra === undefined) return out;
+  const kept: string[] = [];
+  for (let i = 0; i + 1 < out.length; i += 2) {
+    if (!extra.has((out[i] as string).toLowerCase())) kept.push(out[i] as string, out[i + 1] as string);
+  }
+  return kept;
+}
+
 /** Whether the request carries a body (RFC 9112 §6.3): then it cannot be replayed on retry. */
 export function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];

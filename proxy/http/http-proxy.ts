@@ -4,7 +4,8 @@ import { ErrorCodes, errorMessage } from '../../src/errors.ts';
 import type { ProxyEndpoint } from '../balance/picker.ts';
 import { recordConnectFailure } from '../connect/connect-endpoint.ts';
 import type { RouteContext } from '../route.ts';
-import { downstreamHeaders, hasBody, isIdempotent, upstreamHeaders } from './headers.ts';
+import type { H1Handler, H1Request } from './h1-pool.ts';
+import { downstreamHeaders, downstreamRawHeaders, hasBody, isIdempotent, requestHead, upstreamHeaders } from './headers.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 
 /** Errors raised by the dial step: nothing reached the endpoint, so any body-less request may be retried. */
@@ -14,21 +15,28 @@ const RESET_ERRORS = new Set<unknown>(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 
 const TIMEOUT_ERRORS = new Set<unknown>(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /**
- * One proxied HTTP request: balanced per request, dispatched on the endpoint's pooled
- * keep-alive connections (undici Pool.dispatch, the fastest of the measured options, see
- * docs/decisions/proxy-http.md), streamed both ways with backpressure. Connection failures
- * before a response are retried on another endpoint for idempotent requests without a body.
+ * One proxied HTTP request: balanced per request, sent on the endpoint's pooled keep-alive
+ * connections, streamed both ways with backpressure. A request without a body (the common
+ * case) takes the lean path: its head written as one string on an `H1Pool` socket, the response
+ * framed by llhttp (h1-pool.ts); a request with a body is streamed by undici `Pool.dispatch`.
+ * Both measured in docs/decisions/proxy-http.md. Connection failures before a response are
+ * retried on another endpoint for idempotent requests without a body.
  */
-export class ProxyExchange implements Dispatcher.DispatchHandler {
+export class ProxyExchange implements Dispatcher.DispatchHandler, H1Handler {
   readonly #route: RouteContext;
   readonly #pools: UpstreamPools;
   readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
   readonly #headers: string[];
   readonly #replayable: boolean;
-  readonly #tried = new Set<string>();
+  /** Endpoints tried, made on the first retry; until then only `#firstId`. */
+  #tried: Set<string> | undefined;
+  #firstId: string | undefined;
   #endpoint: ProxyEndpoint | undefined;
   #controller: Dispatcher.DispatchController | undefined;
+  #h1: H1Request | undefined;
+  /** Lean path: the last body chunk, held so a small response goes out in one write with its end. */
+  #pending: Buffer | undefined;
   #attempts = 0;
   #responded = false;
   #done = false;
@@ -41,7 +49,9 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     this.#headers = upstreamHeaders(req, false);
     this.#replayable = !hasBody(req);
     res.once('close', () => {
-      if (!res.writableFinished) this.#controller?.abort(new Error('client went away'));
+      if (res.writableFinished) return;
+      this.#controller?.abort(new Error('client went away'));
+      this.#h1?.abort();
     });
   }
 
@@ -52,17 +62,29 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
   #dispatch(previous: ProxyEndpoint | undefined): void {
     const route = this.#route;
     const clientIp = this.#req.socket.remoteAddress ?? '';
-    const endpoint = route.picker.pick({ clientIp, headers: this.#req.headers, exclude: this.#tried }) ?? previous;
+    const tried = this.#tried;
+    const endpoint =
+      (tried === undefined
+        ? route.picker.pick({ clientIp, headers: this.#req.headers })
+        : route.picker.pick({ clientIp, headers: this.#req.headers, exclude: tried })) ?? previous;
     if (endpoint === undefined) {
       if (this.#attempts === 0) route.metrics.noEndpoint.inc();
       this.#fail(503, 'no endpoint available');
       return;
     }
-    this.#tried.add(endpoint.id);
+    // The retry path makes #tried (from #firstId): the first attempt allocates no Set.
+    if (this.#attempts === 0) this.#firstId = endpoint.id;
+    else this.#tried?.add(endpoint.id);
     this.#endpoint = endpoint;
     this.#attempts++;
     endpoint.stats.active++;
     const timeout = route.settings.requestTimeoutMs;
+    if (this.#replayable) {
+      const pool = this.#pools.h1(endpoint);
+      const req = this.#req;
+      this.#h1 = pool.request(requestHead(req.method ?? 'GET', req.url ?? '/', this.#headers, pool.hostHeader), timeout, this);
+      return;
+    }
     this.#pools.get(endpoint).dispatch(
       {
         path: this.#req.url ?? '/',
@@ -74,6 +96,61 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
       },
       this,
     );
+  }
+
+  onH1Head(statusCode: number, statusMessage: string, rawHeaders: string[]): boolean {
+    this.#responded = true;
+    if (this.#endpoint !== undefined) this.#route.picker.success(this.#endpoint);
+    const res = this.#res;
+    if (res.destroyed) {
+      this.#h1?.abort();
+      return true;
+    }
+    res.writeHead(statusCode, statusMessage, downstreamRawHeaders(rawHeaders));
+    this.#route.metrics.request(statusCode);
+    return this.#req.method === 'HEAD';
+  }
+
+  onH1Body(chunk: Buffer): boolean {
+    const previous = this.#pending;
+    this.#pending = chunk;
+    return previous === undefined || this.#write(previous);
+  }
+
+  /** End of one read from upstream: the held chunk goes out (streamed responses stay streamed). */
+  onH1Flush(): boolean {
+    const pending = this.#pending;
+    if (pending === undefined) return true;
+    this.#pending = undefined;
+    return this.#write(pending);
+  }
+
+  #write(chunk: Buffer): boolean {
+    if (this.#res.write(chunk)) return true;
+    this.#res.once('drain', () => this.#h1?.resume());
+    return false;
+  }
+
+  onH1End(trailers: string[] | undefined): void {
+    this.#finish();
+    this.#h1 = undefined;
+    const res = this.#res;
+    if (trailers !== undefined) {
+      const pairs = downstreamRawHeaders(trailers);
+      const list: [string, string][] = [];
+      for (let i = 0; i + 1 < pairs.length; i += 2) list.push([pairs[i] as string, pairs[i + 1] as string]);
+      if (list.length > 0) res.addTrailers(list);
+    }
+    const pending = this.#pending;
+    this.#pending = undefined;
+    if (pending !== undefined) res.end(pending);
+    else res.end();
+  }
+
+  onH1Error(err: Error): void {
+    this.#h1 = undefined;
+    this.#pending = undefined;
+    this.onResponseError(undefined, err);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -113,7 +190,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     this.#res.end();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
     const endpoint = this.#endpoint;
     this.#finish();
     const code = (err as { code?: unknown }).code;
@@ -132,6 +209,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
       (connectFailed || (RESET_ERRORS.has(code) && isIdempotent(this.#req.method ?? 'GET')));
     if (retryable) {
       this.#done = false;
+      if (this.#tried === undefined && this.#firstId !== undefined) this.#tried = new Set([this.#firstId]);
       // A reset keep-alive connection may be retried on the same endpoint; a failed connect may not.
       this.#dispatch(connectFailed ? undefined : endpoint);
       return;

@@ -2,14 +2,22 @@ import type { Socket } from 'node:net';
 import { Pool } from 'undici';
 import type { ProxyEndpoint } from '../balance/picker.ts';
 import type { Dialer } from '../connect/dialer.ts';
+import { H1Pool } from './h1-pool.ts';
 
 export interface PoolOptions {
   connections: number;
   connectTimeoutMs: number;
 }
 
+/** Idle upstream sockets close after this long: below Node's and nginx's 5 s keep-alive timeout, so
+ * we close idle sockets first and never send on a socket the server is closing. */
+const IDLE_TIMEOUT_MS = 4_000;
+
 interface Entry {
-  pool: Pool;
+  /** undici, for requests with a body; created on the first such request. */
+  pool: Pool | undefined;
+  /** The lean path, for requests without a body (h1-pool.ts). */
+  h1: H1Pool | undefined;
   /** Routes using this endpoint. */
   refs: number;
 }
@@ -35,7 +43,7 @@ export class UpstreamPools {
     for (const ep of endpoints) {
       const entry = this.#pools.get(ep.id);
       if (entry !== undefined) entry.refs++;
-      else this.#pools.set(ep.id, { pool: this.#create(ep), refs: 1 });
+      else this.#pools.set(ep.id, { pool: undefined, h1: undefined, refs: 1 });
     }
   }
 
@@ -44,21 +52,40 @@ export class UpstreamPools {
       const entry = this.#pools.get(ep.id);
       if (entry === undefined || --entry.refs > 0) continue;
       this.#pools.delete(ep.id);
-      entry.pool.close().catch(() => {});
+      entry.pool?.close().catch(() => {});
+      entry.h1?.close().catch(() => {});
     }
   }
 
-  /** The pool of a retained endpoint (created on the fly when a request raced a release). */
+  /** The undici pool of a retained endpoint (created on the fly when a request raced a release). */
   get(ep: ProxyEndpoint): Pool {
-    let entry = this.#pools.get(ep.id);
+    const entry = this.#pools.get(ep.id);
     if (entry === undefined) {
       // The endpoint's route was replaced while this request was being balanced: serve it from
       // a pool that closes as soon as its requests are done.
       const pool = this.#create(ep);
       setImmediate(() => pool.close().catch(() => {}));
-      entry = { pool, refs: 0 };
+      return pool;
     }
+    entry.pool ??= this.#create(ep);
     return entry.pool;
+  }
+
+  /** The lean-path pool of an endpoint, for requests without a body (same lifecycle as `get`). */
+  h1(ep: ProxyEndpoint): H1Pool {
+    let entry = this.#pools.get(ep.id);
+    if (entry === undefined) {
+      // A subclass may retain endpoints on their first use only (LazyUpstreamPools): let it.
+      this.get(ep);
+      entry = this.#pools.get(ep.id);
+    }
+    if (entry === undefined) {
+      const pool = this.#createH1(ep);
+      setImmediate(() => pool.close().catch(() => {}));
+      return pool;
+    }
+    entry.h1 ??= this.#createH1(ep);
+    return entry.h1;
   }
 
   get size(): number {
@@ -66,14 +93,25 @@ export class UpstreamPools {
   }
 
   async close(): Promise<void> {
-    const pools = [...this.#pools.values()].map((e) => e.pool);
+    const entries = [...this.#pools.values()];
     this.#pools.clear();
-    await Promise.all(pools.map((p) => p.close().catch(() => {})));
+    await Promise.all(entries.flatMap((e) => [e.pool?.close().catch(() => {}), e.h1?.close().catch(() => {})]));
   }
 
   destroy(): void {
-    for (const entry of this.#pools.values()) entry.pool.destroy().catch(() => {});
+    for (const entry of this.#pools.values()) {
+      entry.pool?.destroy().catch(() => {});
+      entry.h1?.destroy();
+    }
     this.#pools.clear();
+  }
+
+  #createH1(ep: ProxyEndpoint): H1Pool {
+    return new H1Pool(ep, this.#dialer, {
+      connections: this.#opts.connections,
+      connectTimeoutMs: this.#opts.connectTimeoutMs,
+      idleTimeoutMs: IDLE_TIMEOUT_MS,
+    });
   }
 
   #create(ep: ProxyEndpoint): Pool {
@@ -83,10 +121,8 @@ export class UpstreamPools {
     return new Pool(`http://${host}:${ep.port}`, {
       connections: this.#opts.connections,
       pipelining: 1,
-      // Below Node's default server keepAliveTimeout (5 s), so we close idle sockets first and
-      // never send on a socket the server is closing.
-      keepAliveTimeout: 4_000,
-      keepAliveMaxTimeout: 4_000,
+      keepAliveTimeout: IDLE_TIMEOUT_MS,
+      keepAliveMaxTimeout: IDLE_TIMEOUT_MS,
       connect: (_opts, callback) => {
         dialer.connect(ep, { timeoutMs, allowHalfOpen: false }).then(
           (socket) => callback(null, socket as Socket),
