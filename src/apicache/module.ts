@@ -176,6 +176,7 @@ export class ApicacheModule implements AgentModule {
       metrics,
       logger: this.#log,
       watch: { offlineBookmarkIntervalMs: s.offlineBookmarkIntervalMs, resumeJitterMs: s.resumeJitterMs },
+      impersonation: s.impersonation,
       acknowledgeNodeLeaseOffline: s.acknowledgeNodeLeaseOffline,
     });
     this.#server = server;

@@ -63,6 +63,25 @@ export interface EdgeServerOptions {
   logger: Logger;
   watch: WatchSettings;
   acknowledgeNodeLeaseOffline: boolean;
+  /** How certificate clients are impersonated upstream (see impersonationHeaders). */
+  impersonation: ImpersonationMode;
+}
+
+export type ImpersonationMode = 'legacy' | 'constrained';
+
+/**
+ * The Impersonate-* headers for a certificate client. `legacy`: user and groups as the
+ * certificate says (the proxy's credentials may impersonate anyone: fine for tests and trusted
+ * setups). `constrained` (Kubernetes >= 1.36, the chart's RBAC): a node is impersonated by name
+ * only, because the apiserver grants `impersonate:associated-node` only when no group is asked
+ * for and then gives the node its groups itself; an explicit `system:nodes` group falls back to
+ * legacy impersonation, which the agent is rightly not allowed.
+ */
+export function impersonationHeaders(user: string, groups: readonly string[], mode: ImpersonationMode): OutgoingHttpHeaders {
+  const h: OutgoingHttpHeaders = { 'impersonate-user': user };
+  const nodeByName = mode === 'constrained' && user.startsWith('system:node:');
+  if (!nodeByName && groups.length > 0) h['impersonate-group'] = [...groups];
+  return h;
 }
 
 const HOP_BY_HOP = new Set([
@@ -230,9 +249,11 @@ export class EdgeServer {
       for (const [k, v] of Object.entries(req.headers)) if (k.startsWith('impersonate-') && v !== undefined) h[k] = v;
     }
     if (ident.kind === 'impersonate') {
-      Object.assign(h, this.#o.pool.proxyHeaders);
-      h['impersonate-user'] = ident.user ?? '';
-      if (ident.groups && ident.groups.length > 0) h['impersonate-group'] = ident.groups;
+      Object.assign(
+        h,
+        this.#o.pool.proxyHeaders,
+        impersonationHeaders(ident.user ?? '', ident.groups ?? [], this.#o.impersonation),
+      );
     }
     if (json) {
       h.accept = 'application/json';

@@ -366,6 +366,12 @@ const ApicacheConfig = z
       .boolean()
       .default(true)
       .describe("While offline, answer kubelet's renewals of its own node Lease locally so the node does not flap."),
+    impersonation: z
+      .enum(['legacy', 'constrained'])
+      .default('legacy')
+      .describe(
+        "How certificate clients (kubelet) are forwarded: 'legacy' sends their user and groups; 'constrained' (Kubernetes >= 1.36, the chart's RBAC) impersonates a node by name only, as impersonate:associated-node requires.",
+      ),
   })
   .prefault({})
   .describe('The apiserver caching proxy: serves kubelet, kube-proxy and local agents from a cache while the cloud is away.');

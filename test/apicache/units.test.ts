@@ -115,3 +115,22 @@ t.test('persistence: snapshot + journal round trip; torn journal tail and bad sn
   t.notOk(loaded.has('r_services'));
   t.same(d.corrupt, [1]);
 });
+
+t.test('impersonation headers: groups as sent in legacy mode; a node by name only when constrained', async (t) => {
+  const { impersonationHeaders } = await import('../../src/apicache/server.ts');
+  t.same(impersonationHeaders('system:node:a', ['system:nodes'], 'legacy'), {
+    'impersonate-user': 'system:node:a',
+    'impersonate-group': ['system:nodes'],
+  });
+  t.same(
+    impersonationHeaders('system:node:a', ['system:nodes'], 'constrained'),
+    { 'impersonate-user': 'system:node:a' },
+    'the apiserver refuses associated-node impersonation with an explicit group (test/chart/install.test.ts)',
+  );
+  t.same(
+    impersonationHeaders('system:kube-proxy', ['k3s'], 'constrained'),
+    { 'impersonate-user': 'system:kube-proxy', 'impersonate-group': ['k3s'] },
+    'other users keep their groups (impersonate:user-info)',
+  );
+  t.same(impersonationHeaders('alice', [], 'legacy'), { 'impersonate-user': 'alice' });
+});
