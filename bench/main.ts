@@ -9,7 +9,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { apicacheBenchmark } from './apicache.ts';
 import { dnsBenchmark } from './dns.ts';
+import { eaaBenchmark } from './eaa.ts';
 import { l4Benchmark } from './l4.ts';
 import { l7Benchmark } from './l7.ts';
 import { type BenchContext, type Benchmark, failedResult, resultsDir, runBenchmark } from './lib/harness.ts';
@@ -18,7 +20,7 @@ import { ensureCoreDNS, ensureDebianTools } from './lib/peers.ts';
 import { memoryBenchmark } from './memory.ts';
 import { renderReadme } from './render.ts';
 
-export const BENCHMARKS: Benchmark[] = [memoryBenchmark, dnsBenchmark, l4Benchmark, l7Benchmark];
+export const BENCHMARKS: Benchmark[] = [memoryBenchmark, dnsBenchmark, l4Benchmark, l7Benchmark, apicacheBenchmark, eaaBenchmark];
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 

@@ -11,7 +11,7 @@ import { formatNumber } from './lib/harness.ts';
 import type { BenchResult, ChartKind, MetricSpec } from './lib/result.ts';
 import { barChart } from './lib/svg.ts';
 
-const ORDER = ['memory', 'dns', 'l4', 'l7'];
+const ORDER = ['memory', 'dns', 'l4', 'l7', 'apicache', 'eaa'];
 const CHART_TITLES: Record<ChartKind, string> = {
   throughput: 'Throughput',
   latency: 'Latency',
@@ -181,7 +181,7 @@ export function renderReadme(repo: string): void {
     '```sh',
     'npm run bench                      # everything (see the duration below)',
     'npm run bench -- --quick           # fewer, shorter rounds: every benchmark in a few minutes',
-    'npm run bench -- --only dns,l7     # some benchmarks (memory, dns, l4, l7)',
+    'npm run bench -- --only dns,l7     # some benchmarks (memory, dns, l4, l7, apicache, eaa)',
     'npm run bench -- --list            # what exists and what is skipped',
     'node bench/render.ts               # re-render this README and the charts from bench/results/*.json',
     '```',
@@ -193,8 +193,11 @@ export function renderReadme(repo: string): void {
     'listens on 127.0.0.1; generated service and pod addresses come from 198.18.0.0/15. Every load run is bounded',
     "by its tool's duration flag and killed 30 s past it. A benchmark whose meshlet module has not landed is",
     'reported as skipped, never with a number. Raw tool output goes to `bench/results/raw/` (not committed).',
+    '`apicache` runs a real etcd + kube-apiserver (`test/harness/control-plane.ts`, binaries from',
+    '`scripts/build-k8s-binaries.sh`); `eaa` compares with a bare `ws` broker (`node bench/eaa.ts --baseline`), as',
+    'no OpenNESS EAA runs here.',
     '',
-    'Layout: `main.ts` (entry), one driver per benchmark (`memory.ts`, `dns.ts`, `l4.ts`, `l7.ts`), `lib/`',
+    'Layout: `main.ts` (entry), one driver per benchmark (`memory.ts`, `dns.ts`, `l4.ts`, `l7.ts`, `apicache.ts`, `eaa.ts`), `lib/`',
     '(harness and statistics, processes, peers, load tools, SVG charts), `render.ts` (this README).',
     '',
     '## Runs',

@@ -25,6 +25,17 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? upper : ((sorted[mid - 1] as number) + upper) / 2;
 }
 
+/**
+ * Nearest-rank percentile (p in 0..100) of a list: the smallest value with at least p % of the
+ * values at or below it. NaN for an empty list.
+ */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[Math.min(sorted.length, rank) - 1] as number;
+}
+
 export function summarize(values: readonly number[]): Summary {
   const m = median(values);
   const min = Math.min(...values);
