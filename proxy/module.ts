@@ -8,9 +8,9 @@ import type { EndpointSlice, Protocol, Service } from '../src/registry/types.ts'
 import type { Dialer } from './connect/dialer.ts';
 import { DirectDialer } from './connect/direct-dialer.ts';
 import { H2Sessions } from './h2c/sessions.ts';
+import { UpstreamPools } from './http/upstream-pools.ts';
 import type { InterceptTarget } from './iptables/rules.ts';
 import { routeMode } from './listen/detect.ts';
-import { LazyUpstreamPools } from './listen/lazy-pools.ts';
 import { ServiceListener } from './listen/service-listener.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { buildRoute, type RouteContext, type RouteDeps, routeKey } from './route.ts';
@@ -47,7 +47,7 @@ export class ProxyModule implements AgentModule {
   readonly #registry: ServiceRegistry;
   readonly #log: Logger;
   readonly #metrics: ProxyMetrics;
-  readonly #pools: LazyUpstreamPools;
+  readonly #pools: UpstreamPools;
   readonly #h2: H2Sessions;
   readonly #routeDeps: RouteDeps;
   readonly #localSlices: ProxyModuleOptions['localSlices'];
@@ -78,7 +78,7 @@ export class ProxyModule implements AgentModule {
     });
     const settings = opts.config.proxy;
     const dialer = opts.dialer ?? new DirectDialer();
-    this.#pools = new LazyUpstreamPools(dialer, {
+    this.#pools = new UpstreamPools(dialer, {
       connections: settings.upstreamConnections,
       connectTimeoutMs: settings.connectTimeoutMs,
     });
@@ -162,8 +162,8 @@ export class ProxyModule implements AgentModule {
       listenPort: this.#config.proxy.listenPort,
       listeners: listeners.length,
       failed: listeners.filter((l) => l.state === 'failed'),
-      upstreamPools: this.#pools.size,
-      upstreamEndpoints: this.#pools.retained,
+      upstreamPools: this.#pools.open,
+      upstreamEndpoints: this.#pools.size,
       h2Sessions: this.#h2.size,
       routes: listeners,
     };

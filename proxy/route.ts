@@ -4,7 +4,7 @@
  * children, child logger). Listeners hold the current one and swap it on update.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { type LbPolicyKind, policyFromService, type TrafficPolicy } from '../policies/model.ts';
+import { policyFromService, type TrafficPolicy } from '../policies/model.ts';
 import type { ProxySettings } from '../src/config/schema.ts';
 import type { Logger } from '../src/log.ts';
 import type { DestinationRule, EndpointSlice, Service, ServicePort } from '../src/registry/types.ts';
@@ -57,7 +57,7 @@ export function buildRoute(
 ): RouteContext {
   const serviceKey = `${service.namespace}/${service.name}`;
   const portLabel = port.name === '' ? String(port.port) : port.name;
-  const { policy, warnings } = policyFromService(service, deps.settings.lbPolicy as LbPolicyKind, rule, port.port);
+  const { policy, warnings } = policyFromService(service, deps.settings.lbPolicy, rule, port.port);
   const log = previous?.log ?? deps.log.child({ service: serviceKey, port: portLabel });
   for (const warning of warnings) log.warn({ code: 'MESHLET_ERR_PROXY_POLICY' }, warning);
 
@@ -80,7 +80,8 @@ export function buildRoute(
     endpoints,
     settings: deps.settings,
     dialer: deps.dialer,
-    metrics: deps.metrics.forRoute(serviceKey, portLabel, port.protocol),
+    // Reused with the route, so the per-status-code children it caches survive endpoint changes.
+    metrics: previous?.metrics ?? deps.metrics.forRoute(serviceKey, portLabel, port.protocol),
     log,
   };
 }

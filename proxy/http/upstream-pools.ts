@@ -73,12 +73,7 @@ export class UpstreamPools {
 
   /** The lean-path pool of an endpoint, for requests without a body (same lifecycle as `get`). */
   h1(ep: ProxyEndpoint): H1Pool {
-    let entry = this.#pools.get(ep.id);
-    if (entry === undefined) {
-      // A subclass may retain endpoints on their first use only (LazyUpstreamPools): let it.
-      this.get(ep);
-      entry = this.#pools.get(ep.id);
-    }
+    const entry = this.#pools.get(ep.id);
     if (entry === undefined) {
       const pool = this.#createH1(ep);
       setImmediate(() => pool.close().catch(() => {}));
@@ -88,8 +83,16 @@ export class UpstreamPools {
     return entry.h1;
   }
 
+  /** Endpoints retained by at least one route. */
   get size(): number {
     return this.#pools.size;
+  }
+
+  /** Endpoints with a connection pool created (on their first request): what costs memory. */
+  get open(): number {
+    let n = 0;
+    for (const entry of this.#pools.values()) if (entry.pool !== undefined || entry.h1 !== undefined) n++;
+    return n;
   }
 
   async close(): Promise<void> {

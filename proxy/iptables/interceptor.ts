@@ -65,7 +65,6 @@ export class IptablesInterceptor {
       this.#status.backend[family] = commands.backend;
     }
     this.#log.info({ backend: this.#status.backend }, 'iptables backend chosen');
-    await this.sync(this.#targets);
     if (this.#opts.verifyIntervalMs > 0) {
       this.#timer = setInterval(() => {
         this.verify().catch((err: unknown) => this.#log.error({ err: String(err) }, 'iptables verify failed'));
@@ -74,15 +73,21 @@ export class IptablesInterceptor {
     }
   }
 
-  /** Writes the rules for `targets`, replacing whatever meshlet had installed. Serialized. */
+  /**
+   * Writes the rules for `targets`, replacing whatever meshlet had installed. Serialized. A
+   * ruleset equal to the last one written (most registry updates only change endpoints, which
+   * the rules do not name) costs nothing; drift from it is the periodic verify's job.
+   */
   sync(targets: readonly InterceptTarget[]): Promise<void> {
     this.#targets = targets;
     this.#status.targets = targets.length;
     return this.#serial(async () => {
       for (const [family, commands] of this.#commands) {
         const ruleset = renderRuleset(family, this.#targets);
-        this.#wanted.set(family, ruleset);
+        if (this.#wanted.get(family)?.hash === ruleset.hash) continue;
+        this.#wanted.delete(family); // until written: a failed write is retried by the next sync
         await this.#write(commands, ruleset);
+        this.#wanted.set(family, ruleset);
       }
       this.#status.syncs++;
       this.#status.lastSyncAt = new Date().toISOString();
@@ -113,6 +118,7 @@ export class IptablesInterceptor {
   /** Removes meshlet's chains and jumps from every backend it can find (also after a crash). */
   async cleanup(): Promise<void> {
     await this.stop();
+    this.#wanted.clear();
     await this.#serial(async () => {
       for (const family of this.#opts.families) {
         for (const backend of ['nft', 'legacy'] as const) {

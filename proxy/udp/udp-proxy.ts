@@ -1,6 +1,7 @@
 import type { RemoteInfo, Socket as UdpSocket } from 'node:dgram';
 import { errorMessage } from '../../src/errors.ts';
 import type { ProxyEndpoint } from '../balance/picker.ts';
+import { recordConnectFailure } from '../connect/connect-endpoint.ts';
 import type { DatagramChannel } from '../connect/dialer.ts';
 import type { RouteContext } from '../route.ts';
 
@@ -101,8 +102,7 @@ export class UdpProxy {
         flow.pending = undefined;
       },
       (err: unknown) => {
-        route.log.debug({ endpoint: endpoint.id, err: errorMessage(err) }, 'udp upstream open failed');
-        if (route.picker.failure(endpoint)) route.metrics.ejections.inc();
+        recordConnectFailure(route, endpoint, err);
         this.#closeFlow(key, flow);
       },
     );

@@ -61,7 +61,7 @@ export class Agent {
         status: () => this.status(),
         registry: () => this.registry.snapshot(),
         services: () => summarizeServices(this.registry),
-        nodes: () => this.registry.snapshot().nodes,
+        nodes: () => [...this.registry.nodes()].sort((a, b) => a.name.localeCompare(b.name)),
         config: () => this.config,
       },
       logger: opts.logger,
@@ -141,13 +141,14 @@ export class Agent {
   }
 
   status(): Record<string, unknown> {
+    const notReady = this.notReadyReasons();
     return {
       node: this.config.node.name,
       version: VERSION,
       state: this.#state,
       uptimeSeconds: Math.round((Date.now() - this.#startedAt) / 1000),
-      ready: this.notReadyReasons().length === 0,
-      notReady: this.notReadyReasons(),
+      ready: notReady.length === 0,
+      notReady,
       source: this.source.status(),
       registry: { version: this.registry.version, synced: this.registry.synced, ...this.registry.counts() },
       modules: this.modules.map((m) => ({ name: m.name, started: this.#started.has(m.name), ...m.status?.() })),

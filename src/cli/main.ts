@@ -62,7 +62,7 @@ export function buildProgram(): Command {
   });
 
   withConfigOptions(
-    program.command('controller').description('run the control plane (EdgeNode status; arrives in its own issue)'),
+    program.command('controller').description('run the control plane: true node status (EdgeNode), no eviction of cut-off nodes'),
   ).action(async (flags: ConfigFlags) => {
     await runController(configFrom(flags));
   });

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { LB_POLICIES } from '../../policies/model.ts';
 
 /**
  * meshlet's whole configuration, as one schema. It is the single source for validation,
@@ -255,7 +256,7 @@ const ProxyConfig = z
       .default(64)
       .describe('HTTP: most pooled keep-alive connections per endpoint.'),
     lbPolicy: z
-      .enum(['round-robin', 'random', 'least-request', 'ring-hash'])
+      .enum(LB_POLICIES)
       .default('round-robin')
       .describe('Load-balancing policy of services without a meshlet.io/lb-policy annotation.'),
     outlier: z

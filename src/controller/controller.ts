@@ -483,14 +483,7 @@ export class EdgeNodeController {
       ...(x.agentVersion !== undefined && { agentVersion: x.agentVersion }),
       conditions,
     };
-    const sig = JSON.stringify({
-      phase: status.phase,
-      since: status.phaseSince,
-      c: conditions.map((c) => [c.type, c.status, c.reason]),
-      p: status.peers?.map((p) => [p.node, p.reachable]),
-      cloud: status.cloud,
-      v: status.agentVersion,
-    });
+    const sig = signatureOf(status);
     const last = this.#written.get(name) ?? (edge?.status ? { sig: signatureOf(edge.status), at: 0 } : undefined);
     if (edge && last && last.sig === sig && x.now - last.at < cfg.statusRefreshMs) return;
     if (!edge) await this.#create(name, node);

@@ -180,15 +180,20 @@ export class Reflector<T extends KubeObject> {
   /** Applies newline-delimited watch events in order; the last processed resourceVersion is kept. */
   async #consume(res: IncomingMessage): Promise<void> {
     let buffered = '';
+    res.setEncoding('utf8'); // a character split across chunks is joined, not mangled
     for await (const chunk of res) {
-      buffered += (chunk as Buffer).toString('utf8');
+      buffered += chunk as string;
+      // Scan with an index and keep the unfinished tail once per chunk: slicing the buffer after
+      // every line would copy it once per event (quadratic in the events of one chunk).
+      let start = 0;
       let newline = buffered.indexOf('\n');
       while (newline >= 0) {
-        const line = buffered.slice(0, newline).trim();
-        buffered = buffered.slice(newline + 1);
+        const line = buffered.slice(start, newline).trim();
         if (line) this.#apply(line);
-        newline = buffered.indexOf('\n');
+        start = newline + 1;
+        newline = buffered.indexOf('\n', start);
       }
+      buffered = buffered.slice(start);
     }
     if (buffered.trim()) this.#apply(buffered.trim());
   }

@@ -47,6 +47,8 @@ export class ServiceRegistry {
   /** service key → slice keys, so a service's endpoints are found without a scan. */
   #slicesByService = new Map<ObjectKey, Set<ObjectKey>>();
   #nodes = new Map<string, Node>();
+  /** Endpoints over all slices, kept as slices come and go so counts() (every scrape) is O(1). */
+  #endpoints = 0;
   #rules = new Map<ObjectKey, DestinationRule>();
   /** service key → keys of the DestinationRules whose host names it. */
   #rulesByService = new Map<ObjectKey, Set<ObjectKey>>();
@@ -122,9 +124,12 @@ export class ServiceRegistry {
   }
 
   counts(): RegistryCounts {
-    let endpoints = 0;
-    for (const slice of this.#slices.values()) endpoints += slice.endpoints.length;
-    return { services: this.#services.size, endpointSlices: this.#slices.size, endpoints, nodes: this.#nodes.size };
+    return {
+      services: this.#services.size,
+      endpointSlices: this.#slices.size,
+      endpoints: this.#endpoints,
+      nodes: this.#nodes.size,
+    };
   }
 
   /** A plain copy of everything, sorted, for debug views and tests. */
@@ -192,6 +197,7 @@ export class ServiceRegistry {
     if (isDeepStrictEqual(previous, slice)) return;
     if (previous && previous.serviceName !== slice.serviceName) this.#unindexSlice(key, previous);
     this.#slices.set(key, slice);
+    this.#endpoints += slice.endpoints.length - (previous?.endpoints.length ?? 0);
     const serviceKey = objectKey(slice.namespace, slice.serviceName);
     let keys = this.#slicesByService.get(serviceKey);
     if (!keys) {
@@ -206,6 +212,7 @@ export class ServiceRegistry {
     const previous = this.#slices.get(key);
     if (!previous) return;
     this.#slices.delete(key);
+    this.#endpoints -= previous.endpoints.length;
     this.#unindexSlice(key, previous);
   }
 

@@ -10,7 +10,7 @@ export const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.u
 export const POD_SERVER = fileURLToPath(new URL('./fixtures/pod-server.ts', import.meta.url));
 
 /** meshlet's node-local address in the tests: DNS on :53 and every service listener. */
-export const MESHLET_ADDRESS = '169.254.20.10';
+export const MESHLET_ADDRESS = '198.18.255.10';
 
 /** The resolv.conf a pod on a Kubernetes node gets, pointing at meshlet. */
 export const POD_RESOLV_CONF = `nameserver ${MESHLET_ADDRESS}

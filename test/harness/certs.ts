@@ -61,7 +61,7 @@ function subjectSection(cn: string, organizations: string[]): string {
   return lines.join('\n');
 }
 
-/** `IP:1.2.3.4,DNS:localhost,...` for an openssl subjectAltName line. */
+/** `IP:198.18.1.2,DNS:localhost,...` for an openssl subjectAltName line. */
 export function sanList(sans: string[]): string {
   return [...new Set(sans)]
     .map((san) => {

@@ -11,7 +11,7 @@ import { requireOrSkip } from '../harness/requirements.ts';
  * the rules survive kube-proxy-style reordering and a flush, a crash leaves nothing the next
  * start cannot clean, and stop removes everything.
  */
-const LISTENER = '169.254.20.11';
+const LISTENER = '198.18.255.11';
 
 function sh(args: string[]): string {
   return execFileSync(args[0] ?? '', args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });

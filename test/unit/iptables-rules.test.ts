@@ -11,10 +11,10 @@ import {
 const web: InterceptTarget = {
   id: 'default/web:http',
   protocol: 'TCP',
-  clusterIPs: ['198.19.0.10', 'fd00::10'],
+  clusterIPs: ['198.19.0.10', '2001:db8::10'],
   port: 8080,
   nodePort: 30080,
-  listenAddress: '169.254.20.11',
+  listenAddress: '198.18.255.11',
   listenPort: 40001,
 };
 const dns: InterceptTarget = {
@@ -22,29 +22,29 @@ const dns: InterceptTarget = {
   protocol: 'UDP',
   clusterIPs: ['198.19.0.53'],
   port: 53,
-  listenAddress: '169.254.20.11',
+  listenAddress: '198.18.255.11',
   listenPort: 40002,
 };
 
 t.test('IPv4 rules: one DNAT per cluster IP and port, node ports behind addrtype LOCAL', async (t) => {
   const r = renderRuleset('ipv4', [web, dns]);
   t.same(r.services, [
-    '-d 198.19.0.10/32 -p tcp -m tcp --dport 8080 -m comment --comment "default/web:http" -j DNAT --to-destination 169.254.20.11:40001',
-    '-d 198.19.0.53/32 -p udp -m udp --dport 53 -m comment --comment "kube-system/dns:dns" -j DNAT --to-destination 169.254.20.11:40002',
+    '-d 198.19.0.10/32 -p tcp -m tcp --dport 8080 -m comment --comment "default/web:http" -j DNAT --to-destination 198.18.255.11:40001',
+    '-d 198.19.0.53/32 -p udp -m udp --dport 53 -m comment --comment "kube-system/dns:dns" -j DNAT --to-destination 198.18.255.11:40002',
     '-m addrtype --dst-type LOCAL -j MESHLET-NODEPORTS',
   ]);
   t.same(r.nodePorts, [
-    '-p tcp -m tcp --dport 30080 -m comment --comment "default/web:http nodePort" -j DNAT --to-destination 169.254.20.11:40001',
+    '-p tcp -m tcp --dport 30080 -m comment --comment "default/web:http nodePort" -j DNAT --to-destination 198.18.255.11:40001',
   ]);
   t.equal(renderRuleset('ipv4', [dns, web]).hash, r.hash, 'order of input does not matter');
   t.not(renderRuleset('ipv4', [web]).hash, r.hash);
 });
 
 t.test('IPv6 rules use the IPv6 listener and cluster IPs only', async (t) => {
-  const v6: InterceptTarget = { ...web, listenAddress: 'fe80::a', id: 'default/web6:http' };
+  const v6: InterceptTarget = { ...web, listenAddress: '2001:db8::a', id: 'default/web6:http' };
   const r = renderRuleset('ipv6', [web, v6]);
   t.same(r.services, [
-    '-d fd00::10/128 -p tcp -m tcp --dport 8080 -m comment --comment "default/web6:http" -j DNAT --to-destination [fe80::a]:40001',
+    '-d 2001:db8::10/128 -p tcp -m tcp --dport 8080 -m comment --comment "default/web6:http" -j DNAT --to-destination [2001:db8::a]:40001',
     '-m addrtype --dst-type LOCAL -j MESHLET-NODEPORTS',
   ]);
 });
@@ -68,7 +68,7 @@ t.test('restore input declares (and so flushes) the chains and puts the jumps fi
       '-D PREROUTING -m comment --comment "meshlet service portals" -j MESHLET-SERVICES',
       '-I PREROUTING 1 -m comment --comment "meshlet service portals" -j MESHLET-SERVICES',
       `-A MESHLET-SERVICES -m comment --comment "meshlet ruleset ${r.hash}"`,
-      '-A MESHLET-SERVICES -d 198.19.0.53/32 -p udp -m udp --dport 53 -m comment --comment "kube-system/dns:dns" -j DNAT --to-destination 169.254.20.11:40002',
+      '-A MESHLET-SERVICES -d 198.19.0.53/32 -p udp -m udp --dport 53 -m comment --comment "kube-system/dns:dns" -j DNAT --to-destination 198.18.255.11:40002',
       '-A MESHLET-SERVICES -m addrtype --dst-type LOCAL -j MESHLET-NODEPORTS',
       'COMMIT',
       '',
@@ -90,7 +90,7 @@ COMMIT
 ${first === 'kube' ? '-A PREROUTING -j KUBE-SERVICES\n' : ''}-A PREROUTING -m comment --comment "meshlet service portals" -j MESHLET-SERVICES
 -A OUTPUT -m comment --comment "meshlet service portals" -j MESHLET-SERVICES
 -A MESHLET-SERVICES -m comment --comment "meshlet ruleset ${hash}"
--A MESHLET-SERVICES -d 198.19.0.53/32 -p udp -m udp --dport 53 -m comment --comment "kube-system/dns:dns" -j DNAT --to-destination 169.254.20.11:40002
+-A MESHLET-SERVICES -d 198.19.0.53/32 -p udp -m udp --dport 53 -m comment --comment "kube-system/dns:dns" -j DNAT --to-destination 198.18.255.11:40002
 -A MESHLET-SERVICES -m addrtype --dst-type LOCAL -j MESHLET-NODEPORTS
 COMMIT
 `;
