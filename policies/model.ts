@@ -56,10 +56,6 @@ export function parseHashKey(text: string): HashKey | undefined {
   return undefined;
 }
 
-export function formatHashKey(key: HashKey): string {
-  return key.from === 'source-ip' ? 'source-ip' : `${key.from}:${key.name}`;
-}
-
 /**
  * The policy of one service port, from the service's spec and annotations and, when one names
  * the service, an Istio DestinationRule, which wins over the annotations (as it does for

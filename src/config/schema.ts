@@ -600,7 +600,4 @@ export type Config = Readonly<z.output<typeof ConfigSchema>>;
 /** What a user may write: every field optional. */
 export type ConfigInput = z.input<typeof ConfigSchema>;
 
-export type DnsSettings = Config['dns'];
 export type ProxySettings = Config['proxy'];
-export type AdminSettings = Config['admin'];
-export type SourceSettings = Config['source'];

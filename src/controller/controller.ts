@@ -94,7 +94,6 @@ export class EdgeNodeController {
   readonly #cfg: Config['controller'];
   readonly #log: Logger;
   readonly #nodes = new Map<string, KubeNode>();
-  readonly #leases = new Map<string, KubeLease>();
   readonly #cloudHeard = new Map<string, { renewTime: string; at: number }>();
   readonly #reports = new Map<string, StoredReport>();
   readonly #reportRv = new Map<string, string>();
@@ -197,7 +196,8 @@ export class EdgeNodeController {
           for (const l of items) this.#onNodeLease(l, true);
         },
         upsert: (l) => this.#onNodeLease(l, false),
-        delete: (l) => this.#leases.delete(l.metadata?.name ?? ''),
+        // A node's Lease disappears with its Node, whose own deletion cleans up.
+        delete: () => {},
       },
     });
     const reportReflector = new Reflector<KubeLease>({
@@ -267,7 +267,6 @@ export class EdgeNodeController {
   #onNodeLease(lease: KubeLease, relist: boolean): void {
     const name = lease.metadata?.name;
     if (!name) return;
-    this.#leases.set(name, lease);
     const renewTime = lease.spec?.renewTime;
     if (!renewTime) return;
     // Our own renewal on the node's behalf is not the cloud hearing the node.

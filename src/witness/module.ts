@@ -180,6 +180,8 @@ export class WitnessModule implements AgentModule {
         heardAgoMs: p.lastHeard === undefined ? null : now - p.lastHeard,
         rttMs: p.rttMs ?? null,
         cloud: p.cloud ?? null,
+        probes: p.probes,
+        failures: p.failures,
       })),
     };
   }
