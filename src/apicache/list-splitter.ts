@@ -4,15 +4,21 @@
  * soon as its closing brace arrives, and everything outside the items array (kind, apiVersion,
  * metadata with resourceVersion and continue) is kept as a small "shell" that parses to the list
  * with `items: []`. A byte scanner tracks depth, strings and escapes; it never decodes UTF-8
- * inside strings, which is safe because JSON's structural characters are ASCII.
+ * inside strings, which is safe because JSON's structural characters are ASCII. String contents
+ * are skipped with `Buffer.indexOf` (native memchr), so the JavaScript loop only visits the bytes
+ * between strings: about a fifth of a Kubernetes object's JSON.
+ *
+ * An item handed to `onItem` may be a view of the chunk passed to `write` (no copy): the caller
+ * copies what it keeps.
  */
 export class ListSplitter {
-  readonly #onItem: (item: Buffer) => void;
+  readonly #onItem: (item: Buffer, predicted: boolean) => void;
+  readonly #predict: (() => Buffer | undefined) | undefined;
   #depth = 0;
   #inString = false;
   #escape = false;
-  /** Bytes of the string being read at depth 1 (to spot the key "items"). */
-  #str: number[] | undefined;
+  /** Start (latin1) of the string being read at depth 1 (to spot the key "items"), when it spans chunks. */
+  #str: string | undefined;
   #lastString = '';
   #inItems = false;
   #itemParts: Buffer[] | undefined;
@@ -21,8 +27,15 @@ export class ListSplitter {
   #failed = false;
   #done = false;
 
-  constructor(onItem: (item: Buffer) => void) {
+  /**
+   * `predict`, asked at the start of each item, may return the bytes the item is expected to have
+   * after its opening brace (the same object in the previous LIST of this scope). When the chunk
+   * holds exactly those bytes they are skipped with one memcmp instead of being scanned, and
+   * `onItem` is told `predicted = true`: a repeated LIST of unchanged objects costs a compare.
+   */
+  constructor(onItem: (item: Buffer, predicted: boolean) => void, predict?: () => Buffer | undefined) {
     this.#onItem = onItem;
+    this.#predict = predict;
   }
 
   /** False once the body turned out not to be a JSON object we can split (the tee then gives up). */
@@ -30,78 +43,126 @@ export class ListSplitter {
     return !this.#failed;
   }
 
+  /** The shell read so far (before the items: kind, apiVersion, metadata), as text. */
+  head(): string {
+    return Buffer.concat(this.#shell).toString('utf8');
+  }
+
+  /**
+   * Index of the quote closing a string whose content starts at `from`, or -1 when the chunk ends
+   * inside the string (then #escape says whether its last byte was an unpaired backslash).
+   */
+  #stringEnd(chunk: Buffer, from: number): number {
+    let j = from;
+    if (this.#escape) {
+      this.#escape = false;
+      j++;
+    }
+    for (;;) {
+      const q = chunk.indexOf(0x22, j);
+      let b = 0;
+      if (q < 0) {
+        for (let k = chunk.length - 1; k >= j && chunk[k] === 0x5c; k--) b++;
+        this.#escape = (b & 1) === 1;
+        return -1;
+      }
+      for (let k = q - 1; k >= j && chunk[k] === 0x5c; k--) b++;
+      if ((b & 1) === 0) return q;
+      j = q + 1;
+    }
+  }
+
   write(chunk: Buffer): void {
     if (this.#failed) return;
+    const n = chunk.length;
     let shellStart = this.#inItems ? -1 : 0;
     let itemStart = this.#itemParts ? 0 : -1;
-    for (let i = 0; i < chunk.length; i++) {
-      const c = chunk[i] as number;
-      if (this.#inString) {
-        if (this.#escape) this.#escape = false;
-        else if (c === 0x5c) this.#escape = true;
-        else if (c === 0x22) {
-          this.#inString = false;
-          if (this.#str) {
-            this.#lastString = Buffer.from(this.#str).toString('utf8');
-            this.#str = undefined;
-          }
-        } else if (this.#str && this.#str.length < 16) this.#str.push(c);
-        continue;
-      }
-      switch (c) {
-        case 0x22: // "
-          this.#inString = true;
-          if (this.#depth === 1) this.#str = [];
-          break;
-        case 0x7b: // {
-        case 0x5b: // [
-          if (this.#depth === 0 && c !== 0x7b) {
-            this.#fail();
-            return;
-          }
-          if (this.#depth === 1 && c === 0x5b && this.#lastString === 'items' && !this.#inItems) {
-            this.#inItems = true;
-            this.#depth++;
-            // The shell keeps the '[' and skips everything up to the matching ']'.
-            this.#pushShell(chunk.subarray(shellStart, i + 1));
-            shellStart = -1;
-            break;
-          }
-          if (this.#inItems && this.#depth === 2) {
-            if (c !== 0x7b) {
-              this.#fail();
-              return;
-            }
-            this.#itemParts = [];
-            itemStart = i;
-          }
-          this.#depth++;
-          break;
-        case 0x7d: // }
-        case 0x5d: // ]
-          this.#depth--;
-          if (this.#depth < 0) {
-            this.#fail();
-            return;
-          }
-          if (this.#inItems && this.#depth === 2 && c === 0x7d && this.#itemParts) {
-            this.#itemParts.push(chunk.subarray(itemStart, i + 1));
-            const parts = this.#itemParts;
-            this.#itemParts = undefined;
-            itemStart = -1;
-            this.#onItem(parts.length === 1 ? Buffer.from(parts[0] as Buffer) : Buffer.concat(parts));
-          } else if (this.#inItems && this.#depth === 1) {
-            this.#inItems = false;
-            shellStart = i; // the ']'
-          }
-          if (this.#depth === 0) this.#done = true;
-          break;
-        default:
-          break;
+    let depth = this.#depth;
+    let i = 0;
+    if (this.#inString) {
+      const q = this.#stringEnd(chunk, 0);
+      if (q < 0) {
+        if (this.#str !== undefined && this.#str.length < 16) this.#str += chunk.toString('latin1', 0, Math.min(n, 16));
+        i = n;
+      } else {
+        this.#inString = false;
+        if (this.#str !== undefined) {
+          this.#lastString = this.#str + chunk.toString('latin1', 0, Math.min(q, 16));
+          this.#str = undefined;
+        }
+        i = q + 1;
       }
     }
+    for (; i < n; i++) {
+      const c = chunk[i] as number;
+      if (c === 0x22) {
+        const q = this.#stringEnd(chunk, i + 1);
+        if (q < 0) {
+          this.#inString = true;
+          if (depth === 1) this.#str = chunk.toString('latin1', i + 1, Math.min(n, i + 17));
+          i = n;
+          break;
+        }
+        if (depth === 1) this.#lastString = q - i - 1 <= 16 ? chunk.toString('latin1', i + 1, q) : '';
+        i = q;
+        continue;
+      }
+      if (c === 0x7b || c === 0x5b) {
+        if (depth === 0 && c !== 0x7b) {
+          this.#fail();
+          return;
+        }
+        if (depth === 1 && c === 0x5b && this.#lastString === 'items' && !this.#inItems) {
+          this.#inItems = true;
+          depth++;
+          // The shell keeps the '[' and skips everything up to the matching ']'.
+          this.#pushShell(chunk.subarray(shellStart, i + 1));
+          if (this.#failed) return;
+          shellStart = -1;
+          continue;
+        }
+        if (this.#inItems && depth === 2) {
+          if (c !== 0x7b) {
+            this.#fail();
+            return;
+          }
+          const want = this.#predict?.();
+          if (want !== undefined && i + want.length < n && chunk[i + want.length] === 0x7d) {
+            const end = i + 1 + want.length;
+            if (want.equals(chunk.subarray(i + 1, end))) {
+              this.#depth = depth;
+              this.#onItem(chunk.subarray(i, end), true);
+              i = end - 1;
+              continue;
+            }
+          }
+          this.#itemParts = [];
+          itemStart = i;
+        }
+        depth++;
+      } else if (c === 0x7d || c === 0x5d) {
+        depth--;
+        if (depth < 0) {
+          this.#fail();
+          return;
+        }
+        if (this.#inItems && depth === 2 && c === 0x7d && this.#itemParts) {
+          const parts = this.#itemParts;
+          parts.push(chunk.subarray(itemStart, i + 1));
+          this.#itemParts = undefined;
+          itemStart = -1;
+          this.#depth = depth;
+          this.#onItem(parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts), false);
+        } else if (this.#inItems && depth === 1) {
+          this.#inItems = false;
+          shellStart = i; // the ']'
+        }
+        if (depth === 0) this.#done = true;
+      }
+    }
+    this.#depth = depth;
     if (shellStart >= 0) this.#pushShell(chunk.subarray(shellStart));
-    if (this.#itemParts && itemStart >= 0) this.#itemParts.push(Buffer.from(chunk.subarray(itemStart)));
+    if (this.#itemParts && itemStart >= 0) this.#itemParts.push(chunk.subarray(itemStart));
   }
 
   /** The list without its items, parsed; undefined if the body was not a complete JSON object. */

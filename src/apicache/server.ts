@@ -19,7 +19,7 @@ import { ListSplitter } from './list-splitter.ts';
 import type { ApicacheMetrics } from './metrics.ts';
 import { parseRequest, type RequestInfo, resourceKey } from './request-info.ts';
 import { canonicalSelector, SelectorError } from './selectors.ts';
-import { type CacheStore, type ResourceMeta, type Scope, toCached } from './store.ts';
+import { type CachedObject, type CacheStore, type ResourceMeta, type Scope, toCached } from './store.ts';
 import type { Upstream, UpstreamPool } from './upstreams.ts';
 import { WatchSession, type WatchSettings } from './watch.ts';
 
@@ -101,7 +101,7 @@ const MAX_BUFFERED_BODY = 16 << 20;
 interface PendingPages {
   key: string;
   scope: Omit<Scope, 'rv'>;
-  items: string[];
+  items: CachedObject[];
   at: number;
 }
 
@@ -342,10 +342,19 @@ export class EdgeServer {
         this.#o.store.forget(teeKey, info.namespace, info.name);
       }
       upRes.on('data', (chunk: Buffer) => {
-        tee?.(chunk);
+        // The client's bytes go first; the cache's work on them happens after (same tick).
         if (!res.write(chunk)) {
           upRes.pause();
           res.once('drain', () => upRes.resume());
+        }
+        if (tee) {
+          try {
+            tee(chunk);
+          } catch (err) {
+            tee = undefined;
+            finish = undefined;
+            this.#log.warn({ err: errorMessage(err), path: info.path }, 'could not cache a response');
+          }
         }
       });
       upRes.on('end', () => {
@@ -406,7 +415,28 @@ export class EdgeServer {
       };
     }
     const p = pending;
-    const splitter = new ListSplitter((item) => p?.items.push(item.toString('utf8')));
+    // Each item becomes its cache entry as it passes (no list of raw items is kept): an item whose
+    // bytes are those of the same position in the scope's last LIST is the cached object itself
+    // (one memcmp, no parse); any other is parsed once.
+    let meta: ResourceMeta | undefined;
+    const splitter = new ListSplitter(
+      (item, predicted) => {
+        if (!p) return;
+        const want = predicted ? this.#o.store.expectedItem(key, p.scope, p.items.length) : undefined;
+        if (want) {
+          p.items.push(want);
+          return;
+        }
+        meta ??= listMeta(info, splitter.head());
+        const o = toCached(item, meta);
+        if (o) p.items.push(o);
+      },
+      () => {
+        if (!p) return undefined;
+        const o = this.#o.store.expectedItem(key, p.scope, p.items.length);
+        return o?.json.subarray(o.head);
+      },
+    );
     const onChunk = (chunk: Buffer) => {
       if (p) splitter.write(chunk);
     };
@@ -421,13 +451,12 @@ export class EdgeServer {
         return;
       }
       const kind = typeof shell.kind === 'string' ? shell.kind.replace(/List$/, '') : '';
-      const meta: ResourceMeta = { group: info.group, version: info.version, kind };
-      const items = [];
-      for (const json of p.items) {
-        const o = toCached(json, meta);
-        if (o) items.push(o);
-      }
-      this.#o.store.replaceScope(key, meta, { ...p.scope, rv: md.resourceVersion ?? '' }, items);
+      this.#o.store.replaceScope(
+        key,
+        { group: info.group, version: info.version, kind },
+        { ...p.scope, rv: md.resourceVersion ?? '' },
+        p.items,
+      );
     };
     return [onChunk, finish];
   }
@@ -659,24 +688,41 @@ function responseHeaders(h: IncomingHttpHeaders): OutgoingHttpHeaders {
   return out;
 }
 
+/** The resource's kind from the start of a List (`{"kind":"PodList",...`). */
+function listMeta(info: RequestInfo, head: string): ResourceMeta {
+  const m = /"kind"\s*:\s*"([^"]+?)(?:List)?"/.exec(head);
+  return { group: info.group, version: info.version, kind: m?.[1] ?? '' };
+}
+
 function metaOf(info: RequestInfo, body: string): ResourceMeta | undefined {
   const m = /"kind"\s*:\s*"([^"]+)"/.exec(body.slice(0, 200));
   return m?.[1] ? { group: info.group, version: info.version, kind: m[1] } : undefined;
 }
 
 /** An offline LIST: the cached objects' JSON joined, written in ~256 KiB chunks. */
-export function writeList(res: ServerResponse, meta: ResourceMeta, rv: string, items: { json: string }[]): void {
+export function writeList(res: ServerResponse, meta: ResourceMeta, rv: string, items: readonly { json: Buffer }[]): void {
   const apiVersion = meta.group === '' ? meta.version : `${meta.group}/${meta.version}`;
   res.writeHead(200, { 'content-type': 'application/json' });
-  let buf = `{"kind":${JSON.stringify(`${meta.kind}List`)},"apiVersion":${JSON.stringify(apiVersion)},"metadata":{"resourceVersion":${JSON.stringify(rv)}},"items":[`;
+  const comma = Buffer.from(',');
+  let parts: Buffer[] = [
+    Buffer.from(
+      `{"kind":${JSON.stringify(`${meta.kind}List`)},"apiVersion":${JSON.stringify(apiVersion)},"metadata":{"resourceVersion":${JSON.stringify(rv)}},"items":[`,
+    ),
+  ];
+  let size = 0;
   for (let i = 0; i < items.length; i++) {
-    buf += (i === 0 ? '' : ',') + (items[i] as { json: string }).json;
-    if (buf.length > 1 << 18) {
-      res.write(buf);
-      buf = '';
+    if (i > 0) parts.push(comma);
+    const json = (items[i] as { json: Buffer }).json;
+    parts.push(json);
+    size += json.length;
+    if (size > 1 << 18) {
+      res.write(Buffer.concat(parts));
+      parts = [];
+      size = 0;
     }
   }
-  res.end(`${buf}]}`);
+  parts.push(Buffer.from(']}'));
+  res.end(Buffer.concat(parts));
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {

@@ -30,8 +30,17 @@ export interface CachedObject {
   namespace: string;
   rv: string;
   labels: Readonly<Record<string, string>> | undefined;
-  /** Compact JSON with kind and apiVersion. */
-  json: string;
+  /**
+   * Compact JSON with kind and apiVersion, kept once as a Buffer (no JS string, no parsed object:
+   * it is written to clients as it is).
+   */
+  json: Buffer;
+  /**
+   * Where the object's own bytes start in `json`: `json.subarray(head)` is the object as the
+   * apiserver sent it without its opening brace (`head` > 1 when kind and apiVersion were added in
+   * front). A LIST item with exactly those bytes is this object unchanged (see ListSplitter).
+   */
+  head: number;
 }
 
 export interface Scope {
@@ -89,32 +98,51 @@ export function matches(m: Matcher, o: CachedObject): boolean {
   return matchFields(m.fields, (path) => {
     if (path === 'metadata.name') return o.name;
     if (path === 'metadata.namespace') return o.namespace;
-    parsed ??= JSON.parse(o.json);
+    parsed ??= JSON.parse(o.json.toString('utf8'));
     return fieldValue(parsed, path);
   });
 }
 
 /** Parses one object's JSON (as served by the apiserver) into a cache entry, adding kind/apiVersion if missing. */
-export function toCached(json: string, meta: ResourceMeta | undefined): CachedObject | undefined {
+export function toCached(json: string | Buffer, meta: ResourceMeta | undefined): CachedObject | undefined {
+  let buf = typeof json === 'string' ? Buffer.from(json) : json;
   let obj: {
     kind?: string;
     apiVersion?: string;
     metadata?: { name?: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> };
   };
   try {
-    obj = JSON.parse(json) as typeof obj;
+    obj = JSON.parse(buf.toString('utf8')) as typeof obj;
   } catch {
     return undefined;
   }
-  const md = obj.metadata;
+  const md = obj?.metadata;
   if (!md?.name) return undefined;
-  let text = json;
+  if (buf.indexOf(0x0a) >= 0) buf = Buffer.from(JSON.stringify(obj)); // one line per object on disk
+  const open = buf.indexOf(0x7b) + 1;
+  let out: Buffer;
+  let head = 1;
   if (obj.kind === undefined && meta) {
     const apiVersion = meta.group === '' ? meta.version : `${meta.group}/${meta.version}`;
-    text = `{"kind":${JSON.stringify(meta.kind)},"apiVersion":${JSON.stringify(apiVersion)},${json.slice(json.indexOf('{') + 1)}`;
+    const prefix = `{"kind":${JSON.stringify(meta.kind)},"apiVersion":${JSON.stringify(apiVersion)}${buf[open] === 0x7d ? '' : ','}`;
+    head = Buffer.byteLength(prefix);
+    out = Buffer.allocUnsafe(head + buf.length - open);
+    out.write(prefix, 0, 'utf8');
+    buf.copy(out, head, open);
+  } else {
+    // A copy of exactly these bytes: `buf` may be a view of a larger network chunk.
+    out = Buffer.allocUnsafe(buf.length - open + 1);
+    out[0] = 0x7b;
+    buf.copy(out, 1, open);
   }
-  if (text.includes('\n')) text = JSON.stringify(JSON.parse(text));
-  return { name: md.name, namespace: md.namespace ?? '', rv: md.resourceVersion ?? '', labels: md.labels, json: text };
+  return {
+    name: md.name,
+    namespace: md.namespace ?? '',
+    rv: md.resourceVersion ?? '',
+    labels: md.labels,
+    json: out,
+    head,
+  };
 }
 
 export class ResourceCache {
@@ -122,6 +150,8 @@ export class ResourceCache {
   meta: ResourceMeta | undefined;
   readonly objects = new Map<string, CachedObject>();
   readonly scopes = new Map<string, Scope>();
+  /** Object keys of each scope's last LIST, in the apiserver's order (to recognise unchanged items). */
+  readonly order = new Map<string, string[]>();
   bytes = 0;
 
   constructor(key: string) {
@@ -252,14 +282,39 @@ export class CacheStore {
       this.#dropScopesMatching(r, scope);
       return false;
     }
+    const id = scopeId(scope);
+    let changed = !r.scopes.has(id);
     const m = matcherFor(scope);
-    for (const [k, o] of r.objects) if (!fresh.has(k) && matches(m, o)) r.remove(k);
-    for (const o of fresh.values()) r.set(o);
-    r.scopes.set(scopeId(scope), scope);
+    for (const [k, o] of r.objects) {
+      if (!fresh.has(k) && matches(m, o)) {
+        r.remove(k);
+        changed = true;
+      }
+    }
+    for (const [k, o] of fresh) {
+      if (r.objects.get(k) === o) continue; // an unchanged item (ListSplitter prediction): nothing to do
+      r.set(o);
+      changed = true;
+    }
+    r.order.set(id, [...fresh.keys()]);
+    const old = r.scopes.get(id);
+    r.scopes.set(id, scope);
     // Narrower scopes are now as fresh as this one.
     for (const s of r.scopes.values()) if (covers(scope, s) && rvNewer(scope.rv, s.rv)) s.rv = scope.rv;
-    this.#persister?.snapshot(collectionName(key));
+    // A LIST that changed no object only moves the scope's resourceVersion: a journal line, not a snapshot.
+    if (changed) this.#persister?.snapshot(collectionName(key));
+    else if (old?.rv !== scope.rv) this.#persister?.header(collectionName(key));
     return true;
+  }
+
+  /**
+   * The expected bytes (after the opening brace) of item `index` of a LIST of this scope: the
+   * object at that position in the scope's last LIST, as cached now.
+   */
+  expectedItem(key: string, scope: Omit<Scope, 'rv'>, index: number): CachedObject | undefined {
+    const r = this.#resources.get(key);
+    const k = r?.order.get(scopeId(scope))?.[index];
+    return k === undefined ? undefined : r?.objects.get(k);
   }
 
   /** One watch event (or a GET answer, with watchScope undefined). */
@@ -283,7 +338,7 @@ export class CacheStore {
           this.#dropScopesMatching(r, { namespace: o.namespace, fieldSelector: '', labelSelector: '' });
         else {
           r.set(o);
-          this.#persister?.put(name, k, o.json);
+          this.#persister?.put(name, k, o.json.toString('utf8'));
         }
       }
     }
@@ -344,5 +399,5 @@ export class CacheStore {
 }
 
 function* entriesOf(r: ResourceCache): Iterable<[string, string]> {
-  for (const [k, o] of r.objects) yield [k, o.json];
+  for (const [k, o] of r.objects) yield [k, o.json.toString('utf8')];
 }

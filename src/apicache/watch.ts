@@ -343,7 +343,7 @@ export class WatchSession {
       }
       this.#meta = list.meta ?? this.#meta;
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-cache, private' });
-      for (const o of list.items) res.write(`{"type":"ADDED","object":${o.json}}\n`);
+      for (const o of list.items) res.write(`{"type":"ADDED","object":${o.json.toString('utf8')}}\n`);
       this.#rv = list.rv;
       if (this.#sendInitialEvents) res.write(`${this.#bookmark(true)}\n`);
     } else {

@@ -6,7 +6,7 @@ import { ListSplitter } from '../../src/apicache/list-splitter.ts';
 import { Persister } from '../../src/apicache/persist.ts';
 import { parseRequest } from '../../src/apicache/request-info.ts';
 import { canonicalSelector, matchLabels, parseLabelSelector } from '../../src/apicache/selectors.ts';
-import { CacheStore, rvNewer, toCached } from '../../src/apicache/store.ts';
+import { type CachedObject, CacheStore, rvNewer, toCached } from '../../src/apicache/store.ts';
 import { silentLogger } from '../../src/log.ts';
 
 t.test('ListSplitter splits items at any chunk boundary and keeps the shell', async (t) => {
@@ -94,7 +94,7 @@ t.test('persistence: snapshot + journal round trip; torn journal tail and bad sn
     ['three', 'two'],
   );
   t.equal(list?.rv, '12', 'the scope RV followed the watch');
-  t.match(JSON.parse(list?.items[0]?.json ?? '{}'), { kind: 'Service', apiVersion: 'v1' });
+  t.match(JSON.parse(list?.items[0]?.json.toString() ?? '{}'), { kind: 'Service', apiVersion: 'v1' });
 
   // A torn last journal line: everything before it is kept.
   const journal = join(dir, 'r_services.journal');
@@ -133,4 +133,62 @@ t.test('impersonation headers: groups as sent in legacy mode; a node by name onl
     'other users keep their groups (impersonate:user-info)',
   );
   t.same(impersonationHeaders('alice', [], 'legacy'), { 'impersonate-user': 'alice' });
+});
+
+t.test('ListSplitter skips a predicted item with one compare, and scans a changed one', async (t) => {
+  const items = [{ metadata: { name: 'a', rv: '1' } }, { metadata: { name: 'b', note: 'x\\"}' } }];
+  const body = Buffer.from(JSON.stringify({ kind: 'PodList', metadata: { resourceVersion: '7' }, items }));
+  const json = items.map((i) => Buffer.from(JSON.stringify(i)));
+  for (const size of [5, body.length]) {
+    const got: [string, boolean][] = [];
+    let n = 0;
+    // Item 0 is predicted right, item 1 wrong (it must then be scanned normally).
+    const s = new ListSplitter(
+      (b, predicted) => got.push([b.toString(), predicted]),
+      () => (n++ === 0 ? (json[0] as Buffer).subarray(1) : Buffer.from('"metadata":{}}')),
+    );
+    for (let i = 0; i < body.length; i += size) s.write(body.subarray(i, i + size));
+    t.same(
+      got.map(([b]) => JSON.parse(b)),
+      items,
+      `chunk ${size}`,
+    );
+    // A prediction is only used when the whole item is in one chunk.
+    if (size === body.length)
+      t.same(
+        got.map(([, p]) => p),
+        [true, false],
+      );
+    t.match(s.end(), { kind: 'PodList', metadata: { resourceVersion: '7' } });
+  }
+});
+
+t.test('toCached keeps one compact Buffer and where the apiserver bytes start', async (t) => {
+  const raw = '{"metadata":{"name":"p","namespace":"n","resourceVersion":"5","labels":{"a":"b"}},"spec":{}}';
+  const o = toCached(Buffer.from(`xx${raw}`).subarray(2), { group: '', version: 'v1', kind: 'Pod' });
+  t.ok(o && Buffer.isBuffer(o.json));
+  t.equal(o?.json.toString(), `{"kind":"Pod","apiVersion":"v1",${raw.slice(1)}`);
+  t.equal(o?.json.subarray(o.head).toString(), raw.slice(1));
+  t.same(o?.labels, { a: 'b' });
+  const pretty = toCached(JSON.stringify(JSON.parse(raw), null, 2), undefined);
+  t.equal(pretty?.json.toString(), raw, 'newlines are compacted away (one line per object on disk)');
+});
+
+t.test('replaceScope remembers each scope LIST order, so an unchanged item is recognised', async (t) => {
+  const store = new CacheStore({ persister: undefined, logger: silentLogger(), maxBytes: 1 << 20 });
+  const meta = { group: '', version: 'v1', kind: 'Pod' };
+  const pod = (name: string, rv: string) =>
+    toCached(JSON.stringify({ metadata: { name, namespace: 'ns', resourceVersion: rv } }), meta) as CachedObject;
+  const scope = { namespace: '', fieldSelector: 'spec.nodeName=n1', labelSelector: '' };
+  const b = pod('b', '2');
+  store.replaceScope('pods', meta, { ...scope, rv: '3' }, [b, pod('a', '1')]);
+  t.equal(store.expectedItem('pods', scope, 0), b, 'position 0 is the first item of the last LIST');
+  t.equal(store.expectedItem('pods', scope, 1)?.name, 'a');
+  t.equal(store.expectedItem('pods', scope, 2), undefined);
+  t.equal(store.expectedItem('pods', { ...scope, fieldSelector: '' }, 0), undefined, 'per scope');
+  // Reusing the same objects keeps them (identity) and moves the scope's RV.
+  store.replaceScope('pods', meta, { ...scope, rv: '9' }, [b]);
+  t.equal(store.get('pods', 'ns', 'b'), b);
+  t.equal(store.list('pods', scope)?.rv, '9');
+  t.equal(store.expectedItem('pods', scope, 1), undefined);
 });
