@@ -1,11 +1,11 @@
-import { writeFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext, Benchmark, ContenderDef, Instance, Plan } from './lib/harness.ts';
 import { dnsperf, dnsperfArgs } from './lib/load.ts';
 import { toolVersion } from './lib/machine.ts';
 import { meshletVersion, moduleMissing, startMeshlet } from './lib/meshlet.ts';
 import { which } from './lib/peers.ts';
-import { freePort, memoryOf, type Service, withCpu } from './lib/proc.ts';
+import { commandLine, freePort, memoryOf, runOk, type Service, withCpu } from './lib/proc.ts';
 import { generateServices, hostsFile, registryFile } from './lib/registry-gen.ts';
 import { dnsmasqArgs, startCoreDNS, startDnsmasq } from './lib/servers.ts';
 
@@ -22,6 +22,49 @@ const EXTERNAL_ZONE = 'ext.bench.test';
 
 function queryFile(names: readonly string[]): string {
   return `${names.map((n) => `${n} A`).join('\n')}\n`;
+}
+
+/** dnsperf at a fixed rate (-Q), verbose (-v): one line per answer with its latency. */
+function fixedRateArgs(port: number, file: string, seconds: number, rate: number): string[] {
+  return [...dnsperfArgs(port, file, seconds), '-Q', String(rate), '-v'];
+}
+
+/** dnsperf's default timeout: what a lost query counts as. */
+const LOST_MS = 5000;
+
+export interface FixedRateLatency {
+  sent: number;
+  lost: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+/**
+ * p50/p99 from `dnsperf -v` output (`> NOERROR name A 0.000123` per answer). A lost query
+ * counts as dnsperf's timeout (5 s), slower than every answer, so it can only raise them.
+ */
+export function parseFixedRate(out: string): FixedRateLatency {
+  const latencies: number[] = [];
+  for (const m of out.matchAll(/^> \S+ \S+ \S+ ([\d.]+)$/gm)) latencies.push(Number(m[1]));
+  const sent = Number(/Queries sent:\s+(\d+)/.exec(out)?.[1] ?? Number.NaN);
+  if (!(sent > 0) || latencies.length === 0) throw new Error(`dnsperf -v output has no answers:\n${out.slice(-1500)}`);
+  const sorted = Float64Array.from(latencies).sort();
+  const lost = Math.max(0, sent - sorted.length);
+  const at = (p: number) => {
+    const rank = Math.ceil(p * sent) - 1;
+    return rank < sorted.length ? (sorted[Math.max(0, rank)] as number) * 1000 : LOST_MS;
+  };
+  return { sent, lost, p50Ms: at(0.5), p99Ms: at(0.99) };
+}
+
+async function fixedRate(port: number, file: string, seconds: number, rate: number, rawLog: string): Promise<FixedRateLatency> {
+  const args = fixedRateArgs(port, file, seconds, rate);
+  const out = await runOk(which('dnsperf') ?? 'dnsperf', args, { timeoutMs: (seconds + 30) * 1000 });
+  const r = parseFixedRate(out);
+  // Only the summary goes to the raw log (the per-query lines are 100k+).
+  const stats = out.slice(Math.max(0, out.indexOf('Statistics:')));
+  appendFileSync(rawLog, `# ${new Date().toISOString()} ${commandLine('dnsperf', args)}\n${stats}\n# ${JSON.stringify(r)}\n`);
+  return r;
 }
 
 export const dnsBenchmark: Benchmark = {
@@ -57,25 +100,52 @@ export const dnsBenchmark: Benchmark = {
       probe: probeExternal,
     });
     const rawLog = join(dir, 'dnsperf.txt');
+    const latencySeconds = ctx.quick ? 2 : 3;
+    /**
+     * The fixed rate for p50/p99, per query set: half of CoreDNS's peak, taken from its warm-up
+     * measurement (the first CoreDNS figure of the run) and then the same for every contender
+     * and round. Contenders measured before it in the warm-up round skip the latency run.
+     */
+    const rate: { cluster?: number; external?: number } = {};
+    /** The plan's notes: the rates are added once known (the result is written after the run). */
+    const notes: string[] = [];
 
     /** Runs both query sets against a running server; figures per round. */
-    const measure = async (port: number, service: Service): Promise<Record<string, number>> => {
+    const measure = async (name: string, port: number, service: Service): Promise<Record<string, number>> => {
       service.assertAlive();
       const cluster = await withCpu(service.pid, () => dnsperf(port, clusterQueries, seconds, rawLog));
       const external = await withCpu(service.pid, () => dnsperf(port, externalQueries, seconds, rawLog));
-      return {
+      if (name === 'coredns' && rate.cluster === undefined) {
+        rate.cluster = Math.round(cluster.result.qps / 2 / 1000) * 1000;
+        rate.external = Math.round(external.result.qps / 2 / 1000) * 1000;
+        const text = `fixed rates for p50/p99: cluster ${rate.cluster} q/s, external ${rate.external} q/s (half of CoreDNS's warm-up peak)`;
+        ctx.log(text);
+        notes.push(`${text.replace('fixed rates', 'Fixed rates')}.`);
+      }
+      const figures: Record<string, number> = {
         'cluster.qps': cluster.result.qps,
         'cluster.latency': cluster.result.avgLatencyMs,
         'cluster.cpu': cluster.cores,
         'external.qps': external.result.qps,
         'external.latency': external.result.avgLatencyMs,
         'external.cpu': external.cores,
-        rss: memoryOf(service.pid).rssMiB,
       };
+      for (const [set, file] of [
+        ['cluster', clusterQueries],
+        ['external', externalQueries],
+      ] as const) {
+        const r = rate[set];
+        if (r === undefined) continue;
+        const l = await fixedRate(port, file, latencySeconds, r, rawLog);
+        figures[`${set}.p50`] = l.p50Ms;
+        figures[`${set}.p99`] = l.p99Ms;
+      }
+      figures.rss = memoryOf(service.pid).rssMiB;
+      return figures;
     };
-    const instance = (service: Service, port: number): Instance => ({
+    const instance = (name: string, service: Service, port: number): Instance => ({
       commands: [service.command],
-      measure: () => measure(port, service),
+      measure: () => measure(name, port, service),
       stop: () => service.stop(),
     });
 
@@ -95,7 +165,7 @@ export const dnsBenchmark: Benchmark = {
             sets: [`dns.port=${port}`, `dns.upstreams=127.0.0.1:${upstreamPort}`, 'proxy.enabled=false'],
             log: join(dir, 'meshlet.log'),
           });
-          return instance(m.service, port);
+          return instance('meshlet', m.service, port);
         },
       },
       {
@@ -116,7 +186,7 @@ export const dnsBenchmark: Benchmark = {
             '',
           ].join('\n');
           const s = await startCoreDNS({ binary: coredns, dir, name: 'coredns', corefile, port, probe: probeCluster });
-          return instance(s, port);
+          return instance('coredns', s, port);
         },
       },
       {
@@ -137,13 +207,17 @@ export const dnsBenchmark: Benchmark = {
             ],
             probe: probeCluster,
           });
-          return instance(s, port);
+          return instance('dnsmasq', s, port);
         },
       },
     ];
 
+    notes.push(
+      'Performance anchor: CoreDNS 1.15 (hosts + cache) measured about 73,000 q/s for one name with `dnsperf -c 10 -l 5` on this machine before (shared/reference/platform.md).',
+      `dnsmasq runs with the same arguments as ${dnsmasqArgs(0, []).slice(0, 3).join(' ')} …; see the exact commands below.`,
+    );
     const ratios: [string, string, string][] = [];
-    for (const metric of ['cluster.qps', 'external.qps', 'cluster.latency', 'external.latency']) {
+    for (const metric of ['cluster.qps', 'external.qps', 'cluster.p99', 'external.p99']) {
       ratios.push([metric, 'meshlet', 'coredns'], [metric, 'meshlet', 'dnsmasq']);
     }
     return {
@@ -151,12 +225,18 @@ export const dnsBenchmark: Benchmark = {
         `dnsperf (10 clients, ${seconds} s per run, UDP on 127.0.0.1) against each server in turn. ` +
         `"cluster": A queries for ${SERVICES} service names (<svc>.<ns>.svc.cluster.local), answered from the server's own data. ` +
         `"external": A queries for ${EXTERNAL} names under ${EXTERNAL_ZONE}, forwarded once to a local upstream dnsmasq (TTL 300 s) and then answered from cache (the warm-up round fills it). ` +
-        "CPU is the server process tree's CPU time during the run (1.0 = one core); the load generator shares the same 2 cores.",
+        "CPU is the server process tree's CPU time during the run (1.0 = one core); the load generator shares the same 2 cores. " +
+        `p50/p99: dnsperf at a fixed rate (-Q) of half CoreDNS's peak for that query set (from its warm-up run, the same for every contender), ${latencySeconds} s per run, -v for each answer's latency; a lost query counts as 5 s (dnsperf's timeout).`,
       metrics: [
         { key: 'cluster.qps', label: 'cluster names', unit: 'q/s', better: 'higher', chart: 'throughput' },
         { key: 'external.qps', label: 'external names (cached)', unit: 'q/s', better: 'higher', chart: 'throughput' },
         { key: 'cluster.latency', label: 'cluster avg', unit: 'ms', better: 'lower', chart: 'latency', digits: 3 },
         { key: 'external.latency', label: 'external avg', unit: 'ms', better: 'lower', chart: 'latency', digits: 3 },
+        { key: 'cluster.p50', label: 'cluster p50 at fixed rate', unit: 'ms', better: 'lower', chart: 'latency', digits: 3 },
+        { key: 'cluster.p99', label: 'cluster p99 at fixed rate', unit: 'ms', better: 'lower', chart: 'latency', digits: 3 },
+        { key: 'external.p50', label: 'external p50 at fixed rate', unit: 'ms', better: 'lower', chart: 'latency', digits: 3 },
+        { key: 'external.p99', label: 'external p99 at fixed rate', unit: 'ms', better: 'lower', chart: 'latency', digits: 3 },
+
         { key: 'cluster.cpu', label: 'CPU (cluster)', unit: 'cores', better: 'lower', chart: 'cpu', digits: 2 },
         { key: 'external.cpu', label: 'CPU (external)', unit: 'cores', better: 'lower', chart: 'cpu', digits: 2 },
         { key: 'rss', label: 'RSS after the round', unit: 'MiB', better: 'lower', chart: 'memory', digits: 1 },
@@ -166,6 +246,8 @@ export const dnsBenchmark: Benchmark = {
       loadCommands: [
         `dnsperf ${dnsperfArgs(0, clusterQueries, seconds).join(' ').replace('-p 0', '-p <port>')}`,
         `dnsperf ${dnsperfArgs(0, externalQueries, seconds).join(' ').replace('-p 0', '-p <port>')}`,
+        `dnsperf ${fixedRateArgs(0, clusterQueries, latencySeconds, 0).join(' ').replace('-p 0', '-p <port>').replace('-Q 0', '-Q <half of CoreDNS peak>')}`,
+        `dnsperf ${fixedRateArgs(0, externalQueries, latencySeconds, 0).join(' ').replace('-p 0', '-p <port>').replace('-Q 0', '-Q <half of CoreDNS peak>')}`,
         `upstream: ${upstream.command}`,
       ],
       versions: {
@@ -175,10 +257,8 @@ export const dnsBenchmark: Benchmark = {
         dnsmasq: toolVersion(which('dnsmasq') ?? 'dnsmasq', ['--version'], /Dnsmasq version ([\d.]+)/),
         dnsperf: toolVersion('dnsperf', ['-h'], /Version ([\d.]+)/),
       },
-      notes: [
-        'Performance anchor: CoreDNS 1.15 (hosts + cache) measured about 73,000 q/s for one name with `dnsperf -c 10 -l 5` on this machine before (shared/reference/platform.md).',
-        `dnsmasq runs with the same arguments as ${dnsmasqArgs(0, []).slice(0, 3).join(' ')} …; see the exact commands below.`,
-      ],
+      // The same array: the fixed rates are pushed once the warm-up has measured CoreDNS.
+      notes,
       rounds: ctx.quick ? 2 : 5,
       warmup: 1,
       teardown: () => upstream.stop(),

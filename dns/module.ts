@@ -30,7 +30,15 @@ export function createDnsModule(ctx: ModuleContext): AgentModule & { readonly se
     () => zone.size,
     () => cache?.size ?? 0,
   );
-  cache = new CacheHandler({ ...cfg.cache, metrics });
+  cache = new CacheHandler({
+    ...cfg.cache,
+    maxUdpSize: cfg.maxUdpSize,
+    metrics,
+    // Before the chain only names the cluster zone can never claim: not the zone itself (an
+    // ExternalName's target may be forwarded), not reverse names (a new service IP's PTR).
+    fastEligible: (q) => !zone.contains(q.name) && !/(^|\.)(in-addr|ip6)\.arpa$/.test(q.name),
+  });
+  const cacheRef = cache;
   const transport = new UpstreamTransport();
   const forward = new ForwardHandler({
     upstreams: upstreamsFrom(cfg, log),
@@ -46,6 +54,7 @@ export function createDnsModule(ctx: ModuleContext): AgentModule & { readonly se
     address: cfg.address,
     port: cfg.port,
     fast: (key) => zone.fast(key),
+    cached: (q) => cacheRef.reply(q),
     handlers,
     maxUdpSize: cfg.maxUdpSize,
     tcpIdleTimeoutMs: cfg.tcp.idleTimeoutMs,

@@ -15,6 +15,11 @@ export interface DnsServerOptions {
   port: number;
   /** The precomputed cluster answers, looked up before the chain runs (see dns/README.md). */
   fast: (key: string) => FastAnswer | undefined;
+  /**
+   * The cache's fast path, looked up next: the whole reply from a fresh cached answer, or
+   * undefined (then the chain runs: cluster, cache, forward).
+   */
+  cached?: (q: Query) => Buffer | undefined;
   handlers: readonly DnsHandler[];
   maxUdpSize: number;
   tcpIdleTimeoutMs: number;
@@ -28,7 +33,8 @@ type Send = (reply: Buffer) => void;
 /**
  * The DNS listeners, UDP and TCP on one address and port. The UDP hot path is: read the
  * question bytes into a lower-case key, find a pre-encoded answer, copy it with the client's
- * ID, flags and case, send. Everything else goes through the handler chain.
+ * ID, flags and case, send; then the same for a fresh cached answer of a forwarded name (TTLs
+ * aged). Everything else goes through the handler chain.
  */
 export class DnsServer {
   readonly #opts: DnsServerOptions;
@@ -121,11 +127,19 @@ export class DnsServer {
       this.#reject(q, msg, (reply) => socket.send(reply, rinfo.port, rinfo.address));
       return;
     }
-    const fast = q.ednsVersion === 0 ? this.#opts.fast(q.key) : undefined;
-    if (fast) {
-      socket.send(finalize(q, fast.message, this.#opts.maxUdpSize, fast.withOpt), rinfo.port, rinfo.address);
-      this.#opts.metrics.answered(q.qtype, RCODE.NOERROR, 'cluster');
-      return;
+    if (q.ednsVersion === 0) {
+      const fast = this.#opts.fast(q.key);
+      if (fast) {
+        socket.send(finalize(q, fast.message, this.#opts.maxUdpSize, fast.withOpt), rinfo.port, rinfo.address);
+        this.#opts.metrics.answered(q.qtype, RCODE.NOERROR, 'cluster');
+        return;
+      }
+      const cached = this.#opts.cached?.(q);
+      if (cached) {
+        socket.send(cached, rinfo.port, rinfo.address);
+        this.#opts.metrics.answered(q.qtype, (cached[3] as number) & 0x0f, 'cache');
+        return;
+      }
     }
     this.#serve(q, (reply) => {
       // An answer that was still on its way when the server stopped is dropped, not sent.

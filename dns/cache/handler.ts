@@ -4,6 +4,7 @@ import type { DnsMetrics } from '../metrics.ts';
 import { RCODE } from '../wire/constants.ts';
 import { inspectResponse } from '../wire/message.ts';
 import type { Query } from '../wire/query.ts';
+import { finalize, withOpt } from '../wire/respond.ts';
 
 export interface CacheOptions {
   maxEntries: number;
@@ -16,16 +17,31 @@ export interface CacheOptions {
   /** TTL written into a stale answer (RFC 8767 §4 suggests 30 s). */
   staleTtl: number;
   metrics: DnsMetrics;
+  /** meshlet's EDNS buffer size (the OPT appended to answers, and the cap on UDP answers). */
+  maxUdpSize: number;
+  /**
+   * Whether a fresh answer for this name may be served before the chain runs (the server's
+   * fast path). False for names an earlier handler might answer itself later on (reverse
+   * names, which the cluster zone claims once a service gets that IP).
+   */
+  fastEligible?: (q: Query) => boolean;
   /** Injectable clock (ms) for tests. */
   now?: () => number;
 }
 
 interface Entry {
   /** The upstream answer, without OPT, question in lower case. */
-  message: Buffer;
-  ttlOffsets: number[];
-  expiresAt: number;
-  staleUntil: number;
+  readonly message: Buffer;
+  /** The same with meshlet's OPT appended (for EDNS clients: one copy per hit, not two). */
+  readonly withOpt: Buffer;
+  /** Where each record's TTL sits (same offsets in both buffers and in every reply). */
+  readonly ttlOffsets: readonly number[];
+  /** Each record's TTL as received (top bit set counts as 0, RFC 2181 §8). */
+  readonly ttls: Uint32Array;
+  readonly storedAt: number;
+  readonly expiresAt: number;
+  readonly staleUntil: number;
+  readonly fast: boolean;
 }
 
 /**
@@ -53,42 +69,66 @@ export class CacheHandler implements DnsHandler {
     return this.#lru?.size ?? 0;
   }
 
+  /**
+   * The server's fast path (before the chain): the whole UDP/TCP reply to `q` from a fresh
+   * entry (client's ID, flags, question case, OPT, TC when too large, TTLs aged), or undefined
+   * when there is none, it has expired (the chain then forwards, and serves stale if that
+   * fails) or the name is not eligible. Counts the hit.
+   */
+  reply(q: Query): Buffer | undefined {
+    const entry = this.#lru?.get(cacheKey(q));
+    if (!entry?.fast) return undefined;
+    const now = this.#now();
+    if (now >= entry.expiresAt) return undefined;
+    const max = this.#opts.maxUdpSize;
+    const out = finalize(q, entry.message, max, entry.withOpt);
+    if (((out[2] as number) & 0x02) === 0) ageTtls(out, entry, now);
+    this.#opts.metrics.cache('hit');
+    return out;
+  }
+
   handle(q: Query, next: Next): Outcome | Promise<Outcome> {
     const lru = this.#lru;
     if (!lru) return next();
+    const key = cacheKey(q);
     const now = this.#now();
-    const entry = lru.get(q.key);
+    const entry = lru.get(key);
     if (entry && now < entry.expiresAt) {
       this.#opts.metrics.cache('hit');
-      return { kind: 'answer', message: aged(entry, Math.floor((entry.expiresAt - now) / 1000)), by: this.name };
+      const message = Buffer.from(entry.message);
+      ageTtls(message, entry, now);
+      return { kind: 'answer', message, by: this.name };
     }
-    const pending = this.#inflight.get(q.key);
+    const pending = this.#inflight.get(key);
     if (pending) {
       this.#opts.metrics.cache('coalesced');
       return pending;
     }
     this.#opts.metrics.cache('miss');
-    const filling = this.#fill(q, next, lru).finally(() => this.#inflight.delete(q.key));
-    this.#inflight.set(q.key, filling);
+    const filling = this.#fill(q, key, next, lru).finally(() => this.#inflight.delete(key));
+    this.#inflight.set(key, filling);
     return filling;
   }
 
-  async #fill(q: Query, next: Next, lru: LRUCache<string, Entry>): Promise<Outcome> {
+  async #fill(q: Query, key: string, next: Next, lru: LRUCache<string, Entry>): Promise<Outcome> {
     const out = await next();
     if (out.kind === 'answer') {
-      this.#store(q.key, out.message, lru);
+      this.#store(q, key, out.message, lru);
       return out;
     }
-    const stale = lru.get(q.key);
+    const stale = lru.get(key);
     const now = this.#now();
     if (stale && now < stale.staleUntil) {
       this.#opts.metrics.cache('stale');
-      return { kind: 'answer', message: aged(stale, this.#opts.staleTtl), by: this.name };
+      // RFC 8767 §4: every TTL in a stale answer is staleTtl.
+      const message = Buffer.from(stale.message);
+      for (const off of stale.ttlOffsets) message.writeUInt32BE(this.#opts.staleTtl, off);
+      return { kind: 'answer', message, by: this.name };
     }
     return out;
   }
 
-  #store(key: string, message: Buffer, lru: LRUCache<string, Entry>): void {
+  #store(q: Query, key: string, message: Buffer, lru: LRUCache<string, Entry>): void {
     const info = inspectResponse(message);
     if (!info) return;
     let ttl: number;
@@ -103,22 +143,50 @@ export class CacheHandler implements DnsHandler {
     if (ttl <= 0) return;
     const now = this.#now();
     const staleMs = this.#opts.serveStale * 1000;
+    const copy = Buffer.from(message);
+    const ttls = new Uint32Array(info.ttlOffsets.length);
+    info.ttlOffsets.forEach((off, i) => {
+      ttls[i] = Math.min(copy.readUInt32BE(off), 0x7fffffff);
+    });
     lru.set(
       key,
       {
-        message: Buffer.from(message),
+        message: copy,
+        withOpt: withOpt(copy, this.#opts.maxUdpSize),
         ttlOffsets: info.ttlOffsets,
+        ttls,
+        storedAt: now,
         expiresAt: now + ttl * 1000,
         staleUntil: now + ttl * 1000 + staleMs,
+        fast: this.#opts.fastEligible?.(q) ?? true,
       },
       { ttl: ttl * 1000 + staleMs },
     );
   }
 }
 
-/** A copy of the entry's message with every TTL set to `ttl` (as CoreDNS's cache does). */
-function aged(entry: Entry, ttl: number): Buffer {
-  const out = Buffer.from(entry.message);
-  for (const off of entry.ttlOffsets) out.writeUInt32BE(ttl, off);
-  return out;
+/**
+ * The cache key: the question key, plus the CD bit, which is passed upstream and may change
+ * the answer (RFC 4035 §3.2.2: checking disabled gets data a validator would have refused).
+ * DO is not sent upstream, so it does not change the cached answer (the reply's OPT carries
+ * the client's DO bit back).
+ */
+function cacheKey(q: Query): string {
+  return (q.flags & 0x0010) === 0 ? q.key : `${q.key}\x01`;
+}
+
+/**
+ * Ages the TTLs of a reply built from `entry` in place (RFC 1035 §7.4: a cached TTL counts
+ * down; never below 0): each record's TTL less the whole seconds since it was stored, and never
+ * above the entry's remaining lifetime (which the minTtl/maxTtl clamps and, for negative
+ * answers, min(SOA TTL, MINIMUM, negativeTtl) set, RFC 2308 §5).
+ */
+function ageTtls(out: Buffer, entry: Entry, now: number): void {
+  const elapsed = Math.floor((now - entry.storedAt) / 1000);
+  const remaining = Math.floor((entry.expiresAt - now) / 1000);
+  const offsets = entry.ttlOffsets;
+  for (let i = 0; i < offsets.length; i++) {
+    const aged = (entry.ttls[i] as number) - elapsed;
+    out.writeUInt32BE(aged < 0 ? 0 : aged < remaining ? aged : remaining, offsets[i] as number);
+  }
 }
