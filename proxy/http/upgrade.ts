@@ -4,7 +4,7 @@ import { errorMessage } from '../../src/errors.ts';
 import { connectEndpoint } from '../connect/connect-endpoint.ts';
 import type { RouteContext } from '../route.ts';
 import { relay } from '../tcp/relay.ts';
-import { upstreamHeaders } from './headers.ts';
+import { requestHead, upstreamHeaders } from './headers.ts';
 
 /**
  * An HTTP/1.1 Upgrade (WebSocket, h2c upgrade): balanced like a request, then the request head
@@ -22,10 +22,7 @@ export function handleUpgrade(route: RouteContext, req: IncomingMessage, client:
         upstream.destroy();
         return;
       }
-      const headers = upstreamHeaders(req, true);
-      let text = `${req.method} ${req.url} HTTP/1.1\r\n`;
-      for (let i = 0; i + 1 < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
-      upstream.write(`${text}\r\n`);
+      upstream.write(requestHead(req.method ?? 'GET', req.url ?? '/', upstreamHeaders(req, true), endpoint.id));
       if (head.length > 0) upstream.write(head);
       route.metrics.request(101);
       relay(route, client, upstream, endpoint);
