@@ -38,7 +38,8 @@ if (
   const conn = createKubeConnection({ kubeconfig: cp.kubeconfigPath, context: '' });
   const dir = mkdtempSync(join(tmpdir(), 'meshlet-controller-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const clusterKey = randomBytes(32);
+  // Text, as the chart's Secret is (a random binary key may end in a newline, which the loader trims).
+  const clusterKey = Buffer.from(randomBytes(32).toString('hex'));
   const keyFile = join(dir, 'witness.key');
   writeFileSync(keyFile, clusterKey);
   const keys = new KeyRing(clusterKey);

@@ -44,7 +44,7 @@ if (requireOrSkip(t, needs)) {
   const dir = mkdtempSync(join(tmpdir(), 'meshlet-cutoff-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const keyFile = join(dir, 'witness.key');
-  writeFileSync(keyFile, randomBytes(32));
+  writeFileSync(keyFile, randomBytes(32).toString('hex')); // text, as the chart's Secret is
   const NS = 'meshlet-system';
 
   await cp.apply(`apiVersion: v1
