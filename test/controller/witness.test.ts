@@ -122,6 +122,7 @@ t.test('ring successors: each node is witnessed by k peers', async (t) => {
 
 t.test('two agents probe each other over UDP and publish signed reports', async (t) => {
   const writes: { method: string; url: string; body: string }[] = [];
+  const created = new Set<string>();
   const fake = createServer((req, res) => {
     let body = '';
     req.on('data', (d: Buffer) => {
@@ -129,7 +130,10 @@ t.test('two agents probe each other over UDP and publish signed reports', async 
     });
     req.on('end', () => {
       writes.push({ method: req.method ?? '', url: req.url ?? '', body });
-      if (req.method === 'PATCH' && writes.filter((w) => w.method === 'POST').length === 0) {
+      // Like the apiserver: a Lease exists once POSTed, per name (a and b report independently).
+      const name = (req.url ?? '').split('/leases/')[1];
+      if (req.method === 'POST') created.add((JSON.parse(body || '{}') as { metadata?: { name?: string } }).metadata?.name ?? '');
+      if (req.method === 'PATCH' && (name === undefined || !created.has(name))) {
         res.writeHead(404, { 'content-type': 'application/json' }).end('{"kind":"Status","reason":"NotFound"}');
       } else res.writeHead(200, { 'content-type': 'application/json' }).end(body || '{}');
     });
