@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import type { ConfigInput } from '../../src/config/schema.ts';
+import type { ControlPlane } from '../harness/control-plane.ts';
 import { type NetnsNode, NODE_BIN, type TrackedProcess } from '../harness/netns.ts';
 
 export const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -48,4 +49,27 @@ export async function startAgent(node: NetnsNode, config: ConfigInput): Promise<
   const agent = node.spawn(NODE_BIN, [MAIN, 'agent', '-c', file]);
   await agent.waitForOutput(/"msg":"agent running"/, 30_000);
   return agent;
+}
+
+/**
+ * The agent's own identity, with only the reads the chart's RBAC grants it (services, nodes,
+ * endpointslices); returns a kubeconfig for it whose server is `server` (the apiserver as the
+ * nodes reach it).
+ */
+export async function agentKubeconfig(cp: ControlPlane, server: string): Promise<string> {
+  await cp.apply(`
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: { name: meshlet-agent }
+rules:
+  - { apiGroups: [""], resources: [services, nodes], verbs: [get, list, watch] }
+  - { apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [get, list, watch] }
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: { name: meshlet-agent }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: meshlet-agent }
+subjects: [{ apiGroup: rbac.authorization.k8s.io, kind: User, name: meshlet-agent }]
+`);
+  return cp.clientKubeconfig({ user: 'meshlet-agent', server });
 }

@@ -10,7 +10,7 @@ import { bins } from '../harness/binaries.ts';
 import { startControlPlane } from '../harness/control-plane.ts';
 import { createTopology, type NetnsNode, NODE_BIN, type TrackedProcess } from '../harness/netns.ts';
 import { requireOrSkip } from '../harness/requirements.ts';
-import { MESHLET_ADDRESS, nodeAgentConfig, POD_RESOLV_CONF, startAgent } from './agent-in-node.ts';
+import { agentKubeconfig, MESHLET_ADDRESS, nodeAgentConfig, POD_RESOLV_CONF, startAgent } from './agent-in-node.ts';
 import { createPodNetns } from './pod-netns.ts';
 
 /**
@@ -44,21 +44,7 @@ if (requireOrSkip(t, needs)) {
   const topo = await createTopology(t, { nodes: ['a', 'b'], resolvConf: POD_RESOLV_CONF });
   const apiserver = await topo.exposeHostPort(cp.port);
   const server = `https://${apiserver.address}:${apiserver.port}`;
-  await cp.apply(`
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: { name: meshlet-agent }
-rules:
-  - { apiGroups: [""], resources: [services, nodes], verbs: [get, list, watch] }
-  - { apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [get, list, watch] }
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: { name: meshlet-agent }
-roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: meshlet-agent }
-subjects: [{ apiGroup: rbac.authorization.k8s.io, kind: User, name: meshlet-agent }]
-`);
-  const kubeconfig = cp.clientKubeconfig({ user: 'meshlet-agent', server });
+  const kubeconfig = await agentKubeconfig(cp, server);
 
   // The chart's Service, exactly as helm renders it (namespace openness included).
   const rendered = spawnSync(

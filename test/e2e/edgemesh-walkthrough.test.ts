@@ -3,7 +3,7 @@ import { bins } from '../harness/binaries.ts';
 import { startControlPlane } from '../harness/control-plane.ts';
 import { createTopology, type NetnsNode, NODE_BIN } from '../harness/netns.ts';
 import { requireOrSkip } from '../harness/requirements.ts';
-import { MESHLET_ADDRESS, nodeAgentConfig, POD_RESOLV_CONF, POD_SERVER, startAgent } from './agent-in-node.ts';
+import { agentKubeconfig, MESHLET_ADDRESS, nodeAgentConfig, POD_RESOLV_CONF, POD_SERVER, startAgent } from './agent-in-node.ts';
 import { createPodNetns } from './pod-netns.ts';
 
 /**
@@ -25,22 +25,7 @@ if (requireOrSkip(t, needs)) {
   const apiserver = await topo.exposeHostPort(cp.port);
   const server = `https://${apiserver.address}:${apiserver.port}`;
 
-  // The agent's own identity, with only the reads it needs (what the chart's RBAC grants).
-  await cp.apply(`
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: { name: meshlet-agent }
-rules:
-  - { apiGroups: [""], resources: [services, nodes], verbs: [get, list, watch] }
-  - { apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [get, list, watch] }
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: { name: meshlet-agent }
-roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: meshlet-agent }
-subjects: [{ apiGroup: rbac.authorization.k8s.io, kind: User, name: meshlet-agent }]
-`);
-  const kubeconfig = cp.clientKubeconfig({ user: 'meshlet-agent', server });
+  const kubeconfig = await agentKubeconfig(cp, server);
 
   const [a, b, c] = [topo.node('a'), topo.node('b'), topo.node('c')];
   const nodes = [a, b, c];
