@@ -13,6 +13,22 @@ export interface Connected {
  * no byte has been sent yet. Each result feeds outlier ejection; each failure is counted.
  */
 export async function connectEndpoint(route: RouteContext, pick: PickRequest, allowHalfOpen: boolean): Promise<Connected> {
+  const { value: socket, endpoint } = await pickAndDial(route, pick, (ep) =>
+    route.dialer.connect(ep, { timeoutMs: route.settings.connectTimeoutMs, allowHalfOpen }),
+  );
+  return { socket, endpoint };
+}
+
+/**
+ * The pick → dial → retry-elsewhere loop behind every protocol: `dial` opens whatever the
+ * protocol needs (a socket, an HTTP/2 session). Rejects with the last dial error, or with
+ * MESHLET_ERR_NO_ENDPOINT when there was nothing to try.
+ */
+export async function pickAndDial<T>(
+  route: RouteContext,
+  pick: PickRequest,
+  dial: (endpoint: ProxyEndpoint) => Promise<T>,
+): Promise<{ value: T; endpoint: ProxyEndpoint }> {
   const tried = new Set<string>(pick.exclude);
   let lastError: unknown;
   for (let attempt = 0; attempt <= route.settings.connectRetries; attempt++) {
@@ -20,9 +36,9 @@ export async function connectEndpoint(route: RouteContext, pick: PickRequest, al
     if (endpoint === undefined) break;
     tried.add(endpoint.id);
     try {
-      const socket = await route.dialer.connect(endpoint, { timeoutMs: route.settings.connectTimeoutMs, allowHalfOpen });
+      const value = await dial(endpoint);
       route.picker.success(endpoint);
-      return { socket, endpoint };
+      return { value, endpoint };
     } catch (err) {
       lastError = err;
       recordConnectFailure(route, endpoint, err);

@@ -1,4 +1,5 @@
 import {
+  type ClientHttp2Session,
   constants,
   createServer,
   type Http2Server,
@@ -7,8 +8,9 @@ import {
   type OutgoingHttpHeaders,
   type ServerHttp2Stream,
 } from 'node:http2';
+import { ErrorCodes } from '../../src/errors.ts';
 import type { ProxyEndpoint } from '../balance/picker.ts';
-import { recordConnectFailure } from '../connect/connect-endpoint.ts';
+import { pickAndDial } from '../connect/connect-endpoint.ts';
 import type { RouteContext } from '../route.ts';
 import type { H2Sessions } from './sessions.ts';
 
@@ -47,7 +49,7 @@ export function createH2cProxyServer(
     session.once('close', () => m.active.dec());
   });
   server.on('stream', (stream, headers) => {
-    forward(getRoute(), sessions, stream, headers, new Set()).catch((err: unknown) => {
+    forward(getRoute(), sessions, stream, headers).catch((err: unknown) => {
       getRoute().log.debug({ err: String(err) }, 'h2c stream failed');
       if (!stream.destroyed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
     });
@@ -64,27 +66,17 @@ async function forward(
   sessions: H2Sessions,
   stream: ServerHttp2Stream,
   headers: IncomingHttpHeaders,
-  tried: Set<string>,
 ): Promise<void> {
   const clientIp = stream.session?.socket?.remoteAddress ?? '';
-  let endpoint: ProxyEndpoint | undefined;
-  let upstreamSession: Awaited<ReturnType<H2Sessions['get']>> | undefined;
-  for (let attempt = 0; attempt <= route.settings.connectRetries && upstreamSession === undefined; attempt++) {
-    endpoint = route.picker.pick({ clientIp, headers, exclude: tried });
-    if (endpoint === undefined) break;
-    tried.add(endpoint.id);
-    try {
-      upstreamSession = await sessions.get(endpoint);
-      route.picker.success(endpoint);
-    } catch (err) {
-      recordConnectFailure(route, endpoint, err);
-    }
-  }
-  if (endpoint === undefined || upstreamSession === undefined) {
-    if (tried.size === 0) route.metrics.noEndpoint.inc();
-    respondError(route, stream, headers, 503, tried.size === 0 ? 'no endpoint available' : 'upstream connection failed');
+  let dialed: { value: ClientHttp2Session; endpoint: ProxyEndpoint };
+  try {
+    dialed = await pickAndDial(route, { clientIp, headers }, (ep) => sessions.get(ep));
+  } catch (err) {
+    const none = (err as { code?: unknown }).code === ErrorCodes.NO_ENDPOINT;
+    respondError(route, stream, headers, 503, none ? 'no endpoint available' : 'upstream connection failed');
     return;
   }
+  const { value: upstreamSession, endpoint } = dialed;
   if (stream.destroyed) return;
 
   const chosen = endpoint;
