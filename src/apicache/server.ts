@@ -19,6 +19,7 @@ import { ListSplitter } from './list-splitter.ts';
 import type { ApicacheMetrics } from './metrics.ts';
 import { parseRequest, type RequestInfo, resourceKey } from './request-info.ts';
 import { canonicalSelector, SelectorError } from './selectors.ts';
+import { failureStatus } from './status.ts';
 import { type CachedObject, type CacheStore, type ResourceMeta, type Scope, toCached } from './store.ts';
 import type { Upstream, UpstreamPool } from './upstreams.ts';
 import { WatchSession, type WatchSettings } from './watch.ts';
@@ -663,18 +664,7 @@ export class EdgeServer {
       return;
     }
     res.writeHead(code, { 'content-type': 'application/json' });
-    res.end(
-      JSON.stringify({
-        kind: 'Status',
-        apiVersion: 'v1',
-        metadata: {},
-        status: 'Failure',
-        message,
-        reason,
-        ...(details && { details }),
-        code,
-      }),
-    );
+    res.end(JSON.stringify(failureStatus(code, message, reason, details)));
   }
 }
 

@@ -5,6 +5,7 @@ import type { AccessGrants } from './grants.ts';
 import type { ApicacheMetrics } from './metrics.ts';
 import type { RequestInfo } from './request-info.ts';
 import type { EdgeServer, Identity } from './server.ts';
+import { failureStatus } from './status.ts';
 import { type CacheStore, type ResourceMeta, type Scope, toCached } from './store.ts';
 import type { Upstream, UpstreamPool } from './upstreams.ts';
 
@@ -191,14 +192,7 @@ export class WatchSession {
         try {
           statusObj = JSON.parse(body);
         } catch {
-          statusObj = {
-            kind: 'Status',
-            apiVersion: 'v1',
-            metadata: {},
-            status: 'Failure',
-            message: body.slice(0, 300),
-            code: status,
-          };
+          statusObj = failureStatus(status, body.slice(0, 300));
         }
         res.write(`${JSON.stringify({ type: 'ERROR', object: statusObj })}\n`);
         this.#end();
@@ -357,15 +351,7 @@ export class WatchSession {
     const res = this.#o.res;
     res.writeHead(503, { 'content-type': 'application/json' });
     res.end(
-      JSON.stringify({
-        kind: 'Status',
-        apiVersion: 'v1',
-        metadata: {},
-        status: 'Failure',
-        message: `meshlet apicache: the cloud is unreachable, and ${message}`,
-        reason: 'ServiceUnavailable',
-        code: 503,
-      }),
+      JSON.stringify(failureStatus(503, `meshlet apicache: the cloud is unreachable, and ${message}`, 'ServiceUnavailable')),
     );
     this.close();
   }
