@@ -16,6 +16,18 @@ export interface CacheOptions {
   serveStale: number;
   /** TTL written into a stale answer (RFC 8767 §4 suggests 30 s). */
   staleTtl: number;
+  /**
+   * RFC 8767's client response timer (ms): when an expired entry may be served stale and the
+   * upstream has not answered within this time, the client gets the stale answer at once while
+   * the refresh goes on. 0 waits for the upstream to answer or fail, however long that takes.
+   */
+  staleAnswerTimeoutMs?: number;
+  /**
+   * RFC 8767's failure recheck timer (s): after a refresh of an entry failed, its stale answer
+   * is served without asking upstream again for this long, so a dead upstream is not hit (and
+   * waited for) on every query. 0 asks every time.
+   */
+  staleRecheck?: number;
   metrics: DnsMetrics;
   /** meshlet's EDNS buffer size (the OPT appended to answers, and the cap on UDP answers). */
   maxUdpSize: number;
@@ -42,6 +54,8 @@ interface Entry {
   readonly expiresAt: number;
   readonly staleUntil: number;
   readonly fast: boolean;
+  /** Until when a stale answer is given without asking upstream (after a failed refresh). */
+  recheckAt: number;
 }
 
 /**
@@ -49,8 +63,9 @@ interface Entry {
  * passed on, and identical queries in flight share one upstream query. Positive answers live
  * for their lowest TTL (clamped to [minTtl, maxTtl]); NXDOMAIN and NODATA for
  * min(SOA TTL, SOA MINIMUM) capped by negativeTtl, and not at all without a SOA (RFC 2308 §5).
- * When the rest of the chain fails, an expired entry within the serve-stale window answers
- * with TTL staleTtl (RFC 8767).
+ * When the rest of the chain fails, or is slower than staleAnswerTimeoutMs, an expired entry
+ * within the serve-stale window answers with TTL staleTtl; after a failed refresh it answers
+ * without asking upstream for staleRecheck seconds (RFC 8767's three timers).
  */
 export class CacheHandler implements DnsHandler {
   readonly name = 'cache';
@@ -99,33 +114,59 @@ export class CacheHandler implements DnsHandler {
       ageTtls(message, entry, now);
       return { kind: 'answer', message, by: this.name };
     }
-    const pending = this.#inflight.get(key);
-    if (pending) {
+    const stale = entry && now < entry.staleUntil ? entry : undefined;
+    if (stale && now < stale.recheckAt) return this.#staleAnswer(stale);
+    let resolving = this.#inflight.get(key);
+    if (resolving) {
       this.#opts.metrics.cache('coalesced');
-      return pending;
+    } else {
+      this.#opts.metrics.cache('miss');
+      resolving = this.#refresh(q, key, next, lru).finally(() => this.#inflight.delete(key));
+      this.#inflight.set(key, resolving);
     }
-    this.#opts.metrics.cache('miss');
-    const filling = this.#fill(q, key, next, lru).finally(() => this.#inflight.delete(key));
-    this.#inflight.set(key, filling);
-    return filling;
+    // After a failure, whatever stale entry is still in the window answers (RFC 8767).
+    const answered = resolving.then((out) => {
+      if (out.kind === 'answer') return out;
+      const late = lru.get(key);
+      return late && this.#now() < late.staleUntil ? this.#staleAnswer(late) : out;
+    });
+    const wait = this.#opts.staleAnswerTimeoutMs ?? 0;
+    if (!stale || wait <= 0) return answered;
+    // RFC 8767 §5: do not keep the client waiting on a slow upstream when a stale answer exists;
+    // the refresh goes on and fills the cache when it answers.
+    return new Promise<Outcome>((resolve, reject) => {
+      const timer = setTimeout(() => resolve(this.#staleAnswer(stale)), wait);
+      answered.then(
+        (out) => {
+          clearTimeout(timer);
+          resolve(out);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
   }
 
-  async #fill(q: Query, key: string, next: Next, lru: LRUCache<string, Entry>): Promise<Outcome> {
+  /** Asks the rest of the chain; stores an answer, and marks a failed refresh for the recheck timer. */
+  async #refresh(q: Query, key: string, next: Next, lru: LRUCache<string, Entry>): Promise<Outcome> {
     const out = await next();
     if (out.kind === 'answer') {
       this.#store(q, key, out.message, lru);
       return out;
     }
-    const stale = lru.get(key);
-    const now = this.#now();
-    if (stale && now < stale.staleUntil) {
-      this.#opts.metrics.cache('stale');
-      // RFC 8767 §4: every TTL in a stale answer is staleTtl.
-      const message = Buffer.from(stale.message);
-      for (const off of stale.ttlOffsets) message.writeUInt32BE(this.#opts.staleTtl, off);
-      return { kind: 'answer', message, by: this.name };
-    }
+    const entry = lru.get(key);
+    if (entry) entry.recheckAt = this.#now() + (this.#opts.staleRecheck ?? 0) * 1000;
     return out;
+  }
+
+  /** An expired entry as a stale answer: every TTL is staleTtl (RFC 8767 §4). */
+  #staleAnswer(entry: Entry): Outcome {
+    this.#opts.metrics.cache('stale');
+    const message = Buffer.from(entry.message);
+    for (const off of entry.ttlOffsets) message.writeUInt32BE(this.#opts.staleTtl, off);
+    return { kind: 'answer', message, by: this.name };
   }
 
   #store(q: Query, key: string, message: Buffer, lru: LRUCache<string, Entry>): void {
@@ -159,6 +200,7 @@ export class CacheHandler implements DnsHandler {
         expiresAt: now + ttl * 1000,
         staleUntil: now + ttl * 1000 + staleMs,
         fast: this.#opts.fastEligible?.(q) ?? true,
+        recheckAt: 0,
       },
       { ttl: ttl * 1000 + staleMs },
     );

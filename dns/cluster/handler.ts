@@ -12,6 +12,9 @@ import type { ClusterZone } from './zone.ts';
  * goes on). It also answers PTR for service and endpoint IPs. Every other name is passed on,
  * including unknown reverse names (CoreDNS `fallthrough in-addr.arpa ip6.arpa`).
  */
+/** CNAME links followed inside the zone (ExternalName → ExternalName …), as resolvers cap chains. */
+const MAX_CHASE = 8;
+
 export class ClusterHandler implements DnsHandler {
   readonly name = 'cluster';
   readonly #zone: ClusterZone;
@@ -23,6 +26,10 @@ export class ClusterHandler implements DnsHandler {
   }
 
   handle(q: Query, next: Next): Outcome | Promise<Outcome> {
+    return this.#resolve(q, next, 0);
+  }
+
+  #resolve(q: Query, next: Next, depth: number): Outcome | Promise<Outcome> {
     const fast = this.#zone.fast(q.key);
     if (fast) return { kind: 'answer', message: fast.message, by: this.name };
     const name = q.name;
@@ -33,7 +40,7 @@ export class ClusterHandler implements DnsHandler {
     }
     const records = this.#zone.lookup(name);
     if (!records) return this.#negative(q, RCODE.NXDOMAIN);
-    if (records.cname) return this.#chase(q, records.cname, next);
+    if (records.cname) return this.#chase(q, records.cname, next, depth);
     return this.#negative(q, RCODE.NOERROR); // NODATA (RFC 2308 §2.2)
   }
 
@@ -50,16 +57,19 @@ export class ClusterHandler implements DnsHandler {
 
   /**
    * ExternalName (spec §2.5): "an A/AAAA query returns the CNAME plus the resolved target
-   * records". The target is resolved by the rest of the chain (cache, forward); if that fails
+   * records". A target outside the zone is resolved by the rest of the chain (cache, forward),
+   * one inside it (an ExternalName naming another service) by the zone itself, up to
+   * MAX_CHASE links (a loop of ExternalNames ends there, with the CNAMEs so far); if that fails
    * the client still gets the CNAME and follows it itself.
    */
-  async #chase(q: Query, target: string, next: Next): Promise<Outcome> {
+  async #chase(q: Query, target: string, next: Next, depth: number): Promise<Outcome> {
     const answer: RR[] = [{ type: 'CNAME', name: q.name, ttl: this.#zone.ttl, target }];
     let rcode: number = RCODE.NOERROR;
     const sub = parseQuery(new MessageWriter(0, 0x0100).question(target, q.qtype, CLASS_IN).finish(), true);
     if (typeof sub !== 'string') {
-      const out = await next(sub);
-      if (out.kind === 'answer') {
+      const inZone = this.#zone.contains(target);
+      const out = !inZone ? await next(sub) : depth < MAX_CHASE ? await this.#resolve(sub, next, depth + 1) : undefined;
+      if (out?.kind === 'answer') {
         const decoded = decodeMessage(out.message);
         if (decoded && (decoded.rcode === RCODE.NOERROR || decoded.rcode === RCODE.NXDOMAIN)) {
           rcode = decoded.rcode; // RFC 6604 §3: the rcode belongs to the last name of the chain

@@ -7,6 +7,8 @@ import type { Upstream } from './upstreams.ts';
 
 interface Pending {
   upstream: Upstream;
+  /** The socket the query left from: the reply must come back to it. */
+  socket: Socket;
   /** The question bytes sent (lower case), which the reply must echo. */
   question: Buffer;
   resolve: (reply: Buffer) => void;
@@ -15,12 +17,13 @@ interface Pending {
 }
 
 /**
- * Upstream queries over UDP (one socket per address family, replies matched by random ID,
- * source address and port, and question: CVE-2023-28452, dnsmasq CVE-2020-25684/25685) and
- * over TCP (one connection per query, used after a truncated UDP reply).
+ * Upstream queries over UDP and over TCP (one connection per query, used after a truncated UDP
+ * reply). Each UDP query leaves from a socket of its own, bound to a port the kernel picks at
+ * random, and is closed with its answer: an off-path attacker must guess the port as well as
+ * the random ID (RFC 5452 §9.2, the Kaminsky attack; CVE-2008-1447). Replies are matched by ID,
+ * socket, source address and port, and question (CVE-2023-28452, dnsmasq CVE-2020-25684/25685).
  */
 export class UpstreamTransport {
-  readonly #sockets = new Map<4 | 6, Socket>();
   readonly #pending = new Map<number, Pending>();
   readonly #ids = new Uint16Array(512);
   #idIndex = this.#ids.length;
@@ -32,18 +35,38 @@ export class UpstreamTransport {
     const id = this.#freeId();
     const out = Buffer.from(query);
     out.writeUInt16BE(id, 0);
-    const socket = this.#socket(upstream.family);
+    const socket = createSocket(upstream.family === 6 ? 'udp6' : 'udp4');
+    socket.unref();
     return new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const settle = (err: Error | undefined, reply?: Buffer) => {
+        const p = this.#pending.get(id);
+        if (p?.socket !== socket) return;
+        clearTimeout(p.timer);
         this.#pending.delete(id);
-        reject(new MeshletError(ErrorCodes.DNS_UPSTREAM, `timeout after ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.#pending.set(id, { upstream, question: questionOf(out), resolve, reject, timer });
+        socket.close();
+        if (err) reject(err);
+        else resolve(reply as Buffer);
+      };
+      const timer = setTimeout(
+        () => settle(new MeshletError(ErrorCodes.DNS_UPSTREAM, `timeout after ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      this.#pending.set(id, {
+        upstream,
+        socket,
+        question: questionOf(out),
+        resolve: (reply) => settle(undefined, reply),
+        reject: (err) => settle(err),
+        timer,
+      });
+      socket.on('message', (msg, rinfo) => this.#onReply(msg, rinfo, socket));
+      // ICMP errors (port unreachable) and bind failures: this upstream failed now, not at the timeout.
+      socket.on('error', (err) =>
+        settle(new MeshletError(ErrorCodes.DNS_UPSTREAM, `udp to ${upstream.label} failed: ${err.message}`, { cause: err })),
+      );
       socket.send(out, upstream.port, upstream.host, (err) => {
-        if (!err) return;
-        clearTimeout(timer);
-        this.#pending.delete(id);
-        reject(new MeshletError(ErrorCodes.DNS_UPSTREAM, `send to ${upstream.label} failed: ${err.message}`, { cause: err }));
+        if (err)
+          settle(new MeshletError(ErrorCodes.DNS_UPSTREAM, `send to ${upstream.label} failed: ${err.message}`, { cause: err }));
       });
     });
   }
@@ -85,32 +108,19 @@ export class UpstreamTransport {
 
   close(): void {
     this.#closed = true;
-    for (const socket of this.#sockets.values()) socket.close();
-    this.#sockets.clear();
-    for (const [id, p] of this.#pending) {
-      clearTimeout(p.timer);
-      p.reject(new MeshletError(ErrorCodes.DNS_UPSTREAM, 'transport closed'));
-      this.#pending.delete(id);
-    }
+    for (const p of [...this.#pending.values()]) p.reject(new MeshletError(ErrorCodes.DNS_UPSTREAM, 'transport closed'));
   }
 
-  #socket(family: 4 | 6): Socket {
-    let socket = this.#sockets.get(family);
-    if (socket) return socket;
-    socket = createSocket(family === 6 ? 'udp6' : 'udp4');
-    socket.on('message', (msg, rinfo) => this.#onReply(msg, rinfo));
-    socket.on('error', () => {}); // send errors reach the send callback; nothing else is actionable
-    socket.unref();
-    this.#sockets.set(family, socket);
-    return socket;
+  /** Sockets open for queries in flight (one each). */
+  get openSockets(): number {
+    return this.#pending.size;
   }
 
-  #onReply(msg: Buffer, rinfo: RemoteInfo): void {
+  #onReply(msg: Buffer, rinfo: RemoteInfo, socket: Socket): void {
     if (msg.length < HEADER_SIZE || ((msg[2] as number) & 0x80) === 0) return;
     const p = this.#pending.get(msg.readUInt16BE(0));
-    if (!p || rinfo.address !== p.upstream.host || rinfo.port !== p.upstream.port || !sameQuestion(msg, p.question)) return;
-    clearTimeout(p.timer);
-    this.#pending.delete(msg.readUInt16BE(0));
+    if (!p || p.socket !== socket) return;
+    if (rinfo.address !== p.upstream.host || rinfo.port !== p.upstream.port || !sameQuestion(msg, p.question)) return;
     p.resolve(msg);
   }
 

@@ -155,6 +155,16 @@ const DnsConfig = z
           .default(86_400)
           .describe('How long (s) past expiry an answer may be served when every upstream fails (RFC 8767); 0 disables.'),
         staleTtl: duration(3600).default(30).describe('TTL (s) given to a stale answer (RFC 8767 suggests 30).'),
+        staleAnswerTimeoutMs: duration(60_000)
+          .default(1800)
+          .describe(
+            'When an expired answer could be served stale and the upstream has not answered within this time (ms), answer stale and keep refreshing (RFC 8767 client response timer, suggested 1800); 0 waits for the upstream.',
+          ),
+        staleRecheck: duration(3600)
+          .default(30)
+          .describe(
+            'After a refresh failed, serve the stale answer without asking upstream for this long (s) (RFC 8767 failure recheck timer, suggested 30).',
+          ),
       })
       .prefault({})
       .describe('Cache of forwarded answers.'),

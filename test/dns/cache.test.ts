@@ -44,7 +44,7 @@ function soa(ttl: number, minimum: number): RR {
   return { ...rr, serial: 1, refresh: 1, retry: 1, expire: 1, minimum };
 }
 
-function setup(opts: { serveStale?: number; eligible?: boolean } = {}) {
+function setup(opts: { serveStale?: number; eligible?: boolean; staleAnswerTimeoutMs?: number; staleRecheck?: number } = {}) {
   let now = 1_000_000;
   const registry = new Registry();
   const cache = new CacheHandler({
@@ -54,6 +54,8 @@ function setup(opts: { serveStale?: number; eligible?: boolean } = {}) {
     negativeTtl: 300,
     serveStale: opts.serveStale ?? 0,
     staleTtl: 30,
+    ...(opts.staleAnswerTimeoutMs !== undefined && { staleAnswerTimeoutMs: opts.staleAnswerTimeoutMs }),
+    ...(opts.staleRecheck !== undefined && { staleRecheck: opts.staleRecheck }),
     maxUdpSize: 1232,
     metrics: new DnsMetrics(
       registry,
@@ -173,6 +175,83 @@ t.test('stale entries are never served by the fast path; the chain serves them w
   );
   t.equal(cache.reply(query(name)), undefined, 'still not fresh after serving stale');
   t.equal(await metricValue(registry, 'meshlet_dns_cache_lookups_total', { result: 'stale' }), 1);
+});
+
+t.test('RFC 8767 client response timer: a slow upstream gets the stale answer, and its late answer refreshes', async (t) => {
+  const { cache, registry, fill, advance } = setup({ serveStale: 3600, staleAnswerTimeoutMs: 30 });
+  const name = 'slow.example.test';
+  await fill(query(name), upstream(name, 0, [{ type: 'A', name, ttl: 5, address: '198.18.5.7' }]));
+  advance(6000);
+  let release: (o: Outcome) => void = () => {};
+  let asked = 0;
+  const slow = () => {
+    asked++;
+    return new Promise<Outcome>((resolve) => {
+      release = resolve;
+    });
+  };
+  const started = Date.now();
+  const first = await cache.handle(query(name), slow);
+  t.ok(Date.now() - started < 1000, 'answered without waiting for the upstream');
+  const d = first.kind === 'answer' ? decodeMessage(first.message) : undefined;
+  t.same(
+    d?.answer.map((rr) => [rr.ttl, rr.type === 'A' ? rr.address : '']),
+    [[30, '198.18.5.7']],
+    'the stale answer, TTL staleTtl',
+  );
+  const second = await cache.handle(query(name), slow);
+  t.equal(second.kind, 'answer', 'a second client in the meantime: stale too');
+  t.equal(asked, 1, 'one refresh in flight for both');
+  release({ kind: 'answer', message: upstream(name, 0, [{ type: 'A', name, ttl: 60, address: '198.18.5.8' }]), by: 'forward' });
+  await new Promise((r) => setImmediate(r));
+  const fresh = cache.reply(query(name));
+  t.ok(fresh, 'the late answer refreshed the entry');
+  t.same(
+    decodeMessage(fresh ?? Buffer.alloc(0))?.answer.map((rr) => (rr.type === 'A' ? rr.address : '')),
+    ['198.18.5.8'],
+  );
+  t.equal(await metricValue(registry, 'meshlet_dns_cache_lookups_total', { result: 'stale' }), 2);
+});
+
+t.test(
+  'RFC 8767 client response timer: an upstream faster than the timer answers itself; no stale entry, no timer',
+  async (t) => {
+    const { cache, fill, advance } = setup({ serveStale: 3600, staleAnswerTimeoutMs: 200 });
+    const name = 'quick.example.test';
+    await fill(query(name), upstream(name, 0, [{ type: 'A', name, ttl: 5, address: '198.18.5.7' }]));
+    advance(6000);
+    const fresh = upstream(name, 0, [{ type: 'A', name, ttl: 60, address: '198.18.5.9' }]);
+    const out = await cache.handle(query(name), async () => ({ kind: 'answer', message: fresh, by: 'forward' }));
+    t.same(out.kind === 'answer' ? decodeMessage(out.message)?.answer.map((rr) => rr.ttl) : [], [60], 'the upstream answer');
+    const other = 'never.example.test';
+    const started = Date.now();
+    const failed = await cache.handle(
+      query(other),
+      () => new Promise<Outcome>((r) => setTimeout(() => r({ kind: 'fail', rcode: 2, by: 'forward', reason: 'x' }), 300)),
+    );
+    t.equal(failed.kind, 'fail', 'nothing stale to give: the failure');
+    t.ok(Date.now() - started >= 250, 'and the client waited for the upstream');
+  },
+);
+
+t.test('RFC 8767 failure recheck timer: after a failed refresh, stale answers come without asking upstream', async (t) => {
+  const { cache, fill, advance } = setup({ serveStale: 3600, staleRecheck: 30 });
+  const name = 'down.example.test';
+  await fill(query(name), upstream(name, 0, [{ type: 'A', name, ttl: 5, address: '198.18.5.7' }]));
+  advance(6000);
+  let asked = 0;
+  const failing = (): Outcome => {
+    asked++;
+    return { kind: 'fail', rcode: 2, by: 'forward', reason: 'unreachable' };
+  };
+  t.equal((await cache.handle(query(name), failing)).kind, 'answer', 'stale after the failure');
+  t.equal(asked, 1);
+  advance(10_000);
+  t.equal((await cache.handle(query(name), failing)).kind, 'answer', 'stale again');
+  t.equal(asked, 1, 'within 30 s: upstream not asked');
+  advance(21_000);
+  await cache.handle(query(name), failing);
+  t.equal(asked, 2, 'after 30 s: asked again');
 });
 
 t.test('CD=1 answers are cached apart; ineligible names are left to the chain', async (t) => {

@@ -37,6 +37,10 @@ export const registry: RegistryInput = {
     },
     { name: 'empty', namespace: 'default', clusterIP: 'None', ports: [{ name: 'http', port: 80 }] },
     { name: 'ext', namespace: 'default', type: 'ExternalName', externalName: 'foo.example.test' },
+    { name: 'alias', namespace: 'default', type: 'ExternalName', externalName: 'web.default.svc.cluster.local' },
+    { name: 'loop-a', namespace: 'default', type: 'ExternalName', externalName: 'loop-b.default.svc.cluster.local' },
+    { name: 'loop-b', namespace: 'default', type: 'ExternalName', externalName: 'loop-a.default.svc.cluster.local' },
+    { name: 'dangling', namespace: 'default', type: 'ExternalName', externalName: 'gone.default.svc.cluster.local' },
     { name: 'big', namespace: 'bulk', clusterIP: 'None', endpoints: bigEndpoints },
   ],
 };
@@ -149,6 +153,20 @@ if (requireOrSkip(t, { commands: ['dig', 'dnsmasq'] })) {
     const a = await q(`ext.default.svc.${Z}`, 'A');
     t.equal(a.status, 'NOERROR');
     t.same(a.answer, [`ext.default.svc.${Z}. 5 IN CNAME foo.example.test.`, 'foo.example.test. 60 IN A 198.18.5.5']);
+  });
+
+  t.test('ExternalName naming another service of the zone: chased inside the zone', async (t) => {
+    const a = await q(`alias.default.svc.${Z}`, 'A');
+    t.equal(a.status, 'NOERROR');
+    t.same(a.answer, [`alias.default.svc.${Z}. 5 IN CNAME web.default.svc.${Z}.`, `web.default.svc.${Z}. 5 IN A 198.19.0.10`]);
+    t.ok(a.flags.includes('aa'), 'authoritative: all of it is the zone');
+    const gone = await q(`dangling.default.svc.${Z}`, 'A');
+    t.equal(gone.status, 'NXDOMAIN', 'the target does not exist: NXDOMAIN with the CNAME (RFC 6604)');
+    t.same(gone.answer, [`dangling.default.svc.${Z}. 5 IN CNAME gone.default.svc.${Z}.`]);
+    const loop = await q(`loop-a.default.svc.${Z}`, 'A');
+    t.equal(loop.status, 'NOERROR', 'a loop of ExternalNames ends (8 links), the server keeps answering');
+    t.equal(loop.answer.length, 9);
+    t.equal((await q(`web.default.svc.${Z}`)).status, 'NOERROR');
   });
 
   t.test('apex SOA and NS, and dns-version TXT (§2.2)', async (t) => {

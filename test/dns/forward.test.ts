@@ -117,6 +117,46 @@ if (requireOrSkip(t, { commands: ['dig', 'dnsmasq'] })) {
     t.equal((await dig(port, 'never.example.test')).status, 'SERVFAIL', 'no stale data: SERVFAIL');
   });
 
+  t.test('a slow upstream: the stale answer comes after the client response timer, not the upstream timeout', async (t) => {
+    let silent = false;
+    const fake = await startFakeUpstream(t, (q) => {
+      if (silent) return undefined;
+      const name = q.question?.name ?? '';
+      return new MessageWriter(q.id, 0x8180)
+        .question(name, 1, 1)
+        .record('answer', { type: 'A', name, ttl: 1, address: '198.18.5.8' })
+        .finish();
+    });
+    const { port } = await startDns(t, noServices, {
+      upstreams: [`127.0.0.1:${fake.port}`],
+      timeoutMs: 3000,
+      cache: { serveStale: 3600, staleTtl: 30, staleAnswerTimeoutMs: 200 },
+    });
+    t.same((await dig(port, 'slow.example.test')).answer, ['slow.example.test. 1 IN A 198.18.5.8']);
+    silent = true;
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    const started = Date.now();
+    const stale = await dig(port, 'slow.example.test');
+    const took = Date.now() - started;
+    t.same(stale.answer, ['slow.example.test. 30 IN A 198.18.5.8'], 'stale, TTL 30');
+    t.ok(took >= 150 && took < 2000, `after about 200 ms, not the 3 s upstream timeout (${took} ms)`);
+  });
+
+  t.test('each upstream query leaves from its own random source port (RFC 5452)', async (t) => {
+    const fake = await startFakeUpstream(t, (q) => {
+      const name = q.question?.name ?? '';
+      return new MessageWriter(q.id, 0x8180)
+        .question(name, 1, 1)
+        .record('answer', { type: 'A', name, ttl: 60, address: '198.18.5.9' })
+        .finish();
+    });
+    const { port } = await startDns(t, noServices, { upstreams: [`127.0.0.1:${fake.port}`] });
+    for (let i = 0; i < 12; i++) t.equal((await dig(port, `p${i}.example.test`)).status, 'NOERROR');
+    const ports = new Set(fake.queries.map((q) => q.fromPort));
+    t.equal(fake.queries.length, 12);
+    t.ok(ports.size >= 11, `12 queries from ${ports.size} source ports`);
+  });
+
   t.test('upstreams come from resolv.conf when none are configured', async (t) => {
     const dir = t.testdir({
       'resolv.conf': '# test\nsearch example.test\nnameserver 198.18.53.1\nnameserver ::1\noptions ndots:5\n',

@@ -160,14 +160,14 @@ export async function startDnsmasq(t: Teardown, args: string[]): Promise<{ port:
 export async function startFakeUpstream(
   t: Teardown,
   answer: (query: DecodedMessage, transport: 'udp' | 'tcp') => Buffer | undefined,
-): Promise<{ port: number; queries: { name: string; transport: 'udp' | 'tcp' }[] }> {
-  const queries: { name: string; transport: 'udp' | 'tcp' }[] = [];
+): Promise<{ port: number; queries: { name: string; transport: 'udp' | 'tcp'; fromPort: number }[] }> {
+  const queries: { name: string; transport: 'udp' | 'tcp'; fromPort: number }[] = [];
   const port = await freePort();
   const udp = createSocket('udp4');
   udp.on('message', (msg, rinfo) => {
     const q = decodeMessage(msg);
     if (!q?.question) return;
-    queries.push({ name: q.question.name, transport: 'udp' });
+    queries.push({ name: q.question.name, transport: 'udp', fromPort: rinfo.port });
     const reply = answer(q, 'udp');
     if (reply) udp.send(reply, rinfo.port, rinfo.address);
   });
@@ -181,7 +181,7 @@ export async function startFakeUpstream(
       const q = decodeMessage(buffered.subarray(2, 2 + buffered.readUInt16BE(0)));
       buffered = Buffer.alloc(0);
       if (!q?.question) return;
-      queries.push({ name: q.question.name, transport: 'tcp' });
+      queries.push({ name: q.question.name, transport: 'tcp', fromPort: socket.remotePort ?? 0 });
       const reply = answer(q, 'tcp');
       if (!reply) return;
       const frame = Buffer.alloc(reply.length + 2);
