@@ -63,6 +63,12 @@ interface StoredReport {
   observedAt: number;
 }
 
+/** One fresh report as it concerns one node: the reporter's own view (peer undefined) or its sighting of that node. */
+interface ReportSighting extends StoredReport {
+  reporter: string;
+  peer: Report['peers'][number] | undefined;
+}
+
 export interface EdgeNodeControllerOptions {
   conn: KubeConnection;
   config: Config;
@@ -310,9 +316,10 @@ export class EdgeNodeController {
       }
       this.#wasLeader = leader;
       const counts = new Map<Phase, number>(PHASES.map((p) => [p, 0]));
+      const sightings = this.#sightingsBySubject(Date.now());
       for (const name of [...this.#nodes.keys()].sort()) {
         try {
-          const view = await this.#reconcile(name, leader);
+          const view = await this.#reconcile(name, leader, sightings);
           counts.set(view.phase, (counts.get(view.phase) ?? 0) + 1);
         } catch (err) {
           this.#log.warn({ node: name, err: errorMessage(err) }, 'reconcile failed');
@@ -324,7 +331,27 @@ export class EdgeNodeController {
     }
   }
 
-  async #reconcile(name: string, leader: boolean): Promise<NodeView> {
+  /**
+   * The fresh reports, indexed once per sync by the node they speak about (the reporter itself,
+   * and each peer it saw), so each node's reconcile reads only its own: nodes × peers per
+   * report, not nodes × reports × peers.
+   */
+  #sightingsBySubject(now: number): Map<string, ReportSighting[]> {
+    const index = new Map<string, ReportSighting[]>();
+    const add = (subject: string, s: ReportSighting) => {
+      const list = index.get(subject);
+      if (list) list.push(s);
+      else index.set(subject, [s]);
+    };
+    for (const [reporter, { report, observedAt }] of this.#reports) {
+      if (now - observedAt > this.#cfg.reportMaxAgeMs) continue;
+      add(reporter, { reporter, report, observedAt, peer: undefined });
+      for (const peer of report.peers) if (peer.node !== reporter) add(peer.node, { reporter, report, observedAt, peer });
+    }
+    return index;
+  }
+
+  async #reconcile(name: string, leader: boolean, sightings: Map<string, ReportSighting[]>): Promise<NodeView> {
     const now = Date.now();
     const cfg = this.#cfg;
     const node = this.#nodes.get(name);
@@ -337,8 +364,7 @@ export class EdgeNodeController {
     const peers: { node: string; lastHeard?: number }[] = [];
     let selfView: { reachable: boolean; known: boolean; since: number; observedAt: number } | undefined;
     let agentVersion: { version: string; at: number } | undefined;
-    for (const [reporter, { report, observedAt }] of this.#reports) {
-      if (now - observedAt > cfg.reportMaxAgeMs) continue;
+    for (const { reporter, report, observedAt, peer } of sightings.get(name) ?? []) {
       const ts = Date.parse(report.ts);
       const local = (iso: string) => observedAt - (ts - Date.parse(iso));
       if (reporter === name) {
@@ -348,7 +374,7 @@ export class EdgeNodeController {
         if (!agentVersion || observedAt > agentVersion.at) agentVersion = { version: report.agentVersion, at: observedAt };
         continue;
       }
-      const s = report.peers.find((p) => p.node === name);
+      const s = peer;
       if (!s) continue;
       const heard = s.lastHeard !== undefined ? local(s.lastHeard) : undefined;
       peers.push({ node: reporter, ...(heard !== undefined && { lastHeard: heard }) });

@@ -66,6 +66,7 @@ export class WitnessModule implements AgentModule {
   readonly #log: Logger;
   readonly #peers = new Map<string, PeerState>();
   readonly #pending = new Map<string, Pending>();
+  #ring: { key: string; targets: { node: string; address: string }[] } | undefined;
   #keys: KeyRing | undefined;
   #socket: Socket | undefined;
   #conn: KubeConnection | undefined;
@@ -200,7 +201,11 @@ export class WitnessModule implements AgentModule {
         if (ip) all.push({ node: n.name, address: ip });
       }
     }
-    return ringSuccessors(this.#self, all, this.#cfg.maxPeers);
+    // The ring (a hash per node, a sort) is recomputed only when the node list changed, not on
+    // every probe round: with a thousand nodes that is most of a round's CPU.
+    const key = all.map((n) => `${n.node}=${n.address}`).join(',');
+    if (this.#ring?.key !== key) this.#ring = { key, targets: ringSuccessors(this.#self, all, this.#cfg.maxPeers) };
+    return this.#ring.targets;
   }
 
   #probeAll(): void {
