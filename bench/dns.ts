@@ -1,5 +1,6 @@
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { type ControlPlane, startControlPlane } from '../test/harness/control-plane.ts';
 import type { BenchContext, Benchmark, ContenderDef, Instance, Plan } from './lib/harness.ts';
 import { dnsperf, dnsperfArgs } from './lib/load.ts';
 import { toolVersion } from './lib/machine.ts';
@@ -13,7 +14,10 @@ import { dnsmasqArgs, startCoreDNS, startDnsmasq } from './lib/servers.ts';
  * DNS: dnsperf against meshlet, CoreDNS and dnsmasq, each answering the same cluster names
  * (100 services) and the same external names (100 names forwarded to one local upstream
  * dnsmasq, then cached). CoreDNS is configured like-for-like with `hosts` + `cache` +
- * `forward`, dnsmasq with `addn-hosts` + its cache + `server`.
+ * `forward`, dnsmasq with `addn-hosts` + its cache + `server`. Then the same cluster names as a
+ * cluster has them: the 100 Services in a real kube-apiserver (test/harness/control-plane.ts),
+ * served by CoreDNS's `kubernetes` plugin (the Corefile of a kubeadm cluster) and by meshlet's
+ * Kubernetes source.
  */
 
 const SERVICES = 100;
@@ -31,6 +35,19 @@ function fixedRateArgs(port: number, file: string, seconds: number, rate: number
 
 /** dnsperf's default timeout: what a lost query counts as. */
 const LOST_MS = 5000;
+
+/** The generated services as Kubernetes objects: their namespaces, then ClusterIP Services (IPs allocated by the apiserver). */
+function kubeServices(services: ReturnType<typeof generateServices>): string {
+  const docs: string[] = [];
+  for (const ns of new Set(services.map((s) => s.namespace)))
+    docs.push(`apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${ns}\n`);
+  for (const s of services) {
+    docs.push(
+      `apiVersion: v1\nkind: Service\nmetadata:\n  name: ${s.name}\n  namespace: ${s.namespace}\nspec:\n  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n`,
+    );
+  }
+  return docs.join('---\n');
+}
 
 export interface FixedRateLatency {
   sent: number;
@@ -99,6 +116,21 @@ export const dnsBenchmark: Benchmark = {
       extra: [`--address=/${EXTERNAL_ZONE}/198.18.255.1`, '--local-ttl=300'],
       probe: probeExternal,
     });
+    // The same 100 Services in a real apiserver, for the Kubernetes-fed contenders.
+    const teardowns: (() => unknown)[] = [];
+    const stopAll = async () => {
+      for (const fn of teardowns.reverse()) await fn();
+      await upstream.stop();
+    };
+    ctx.log('starting etcd + kube-apiserver with the same 100 Services (test/harness/control-plane.ts)');
+    let cp: ControlPlane;
+    try {
+      cp = await startControlPlane({ teardown: (fn) => teardowns.push(fn) });
+      await cp.apply(kubeServices(services));
+    } catch (err) {
+      await stopAll();
+      throw err;
+    }
     const rawLog = join(dir, 'dnsperf.txt');
     const latencySeconds = ctx.quick ? 2 : 3;
     /**
@@ -110,10 +142,25 @@ export const dnsBenchmark: Benchmark = {
     /** The plan's notes: the rates are added once known (the result is written after the run). */
     const notes: string[] = [];
 
-    /** Runs both query sets against a running server; figures per round. */
+    /** Runs the query sets against a running server (the Kubernetes-fed ones: cluster names only); figures per round. */
     const measure = async (name: string, port: number, service: Service): Promise<Record<string, number>> => {
       service.assertAlive();
+      const kube = name.endsWith('-k8s');
       const cluster = await withCpu(service.pid, () => dnsperf(port, clusterQueries, seconds, rawLog));
+      if (kube) {
+        const figures: Record<string, number> = {
+          'cluster.qps': cluster.result.qps,
+          'cluster.latency': cluster.result.avgLatencyMs,
+          'cluster.cpu': cluster.cores,
+        };
+        if (rate.cluster !== undefined) {
+          const l = await fixedRate(port, clusterQueries, latencySeconds, rate.cluster, rawLog);
+          figures['cluster.p50'] = l.p50Ms;
+          figures['cluster.p99'] = l.p99Ms;
+        }
+        figures.rss = memoryOf(service.pid).rssMiB;
+        return figures;
+      }
       const external = await withCpu(service.pid, () => dnsperf(port, externalQueries, seconds, rawLog));
       if (name === 'coredns' && rate.cluster === undefined) {
         rate.cluster = Math.round(cluster.result.qps / 2 / 1000) * 1000;
@@ -210,6 +257,47 @@ export const dnsBenchmark: Benchmark = {
           return instance('dnsmasq', s, port);
         },
       },
+      {
+        name: 'meshlet-k8s',
+        label: 'meshlet, Kubernetes source',
+        async start() {
+          const port = await freePort();
+          const config = join(dir, 'meshlet-k8s.yaml');
+          writeFileSync(config, `source:\n  kind: kubernetes\n  kubernetes:\n    kubeconfig: ${cp.kubeconfigPath}\n`);
+          const m = await startMeshlet({
+            repo: ctx.repo,
+            name: 'meshlet-k8s',
+            config,
+            sets: [`dns.port=${port}`, `dns.upstreams=127.0.0.1:${upstreamPort}`, 'proxy.enabled=false'],
+            log: join(dir, 'meshlet-k8s.log'),
+          });
+          return instance('meshlet-k8s', m.service, port);
+        },
+      },
+      {
+        name: 'coredns-k8s',
+        label: 'CoreDNS, kubernetes plugin',
+        async start() {
+          const port = await freePort();
+          // kubeadm's Corefile, less the plugins that do not answer queries (errors, health, ready, prometheus, loop, reload, loadbalance).
+          const corefile = [
+            `.:${port} {`,
+            '  bind 127.0.0.1',
+            '  kubernetes cluster.local in-addr.arpa ip6.arpa {',
+            `    kubeconfig ${cp.kubeconfigPath}`,
+            '    pods insecure',
+            '    fallthrough in-addr.arpa ip6.arpa',
+            '    ttl 30',
+            '  }',
+            '  cache 30',
+            `  forward . 127.0.0.1:${upstreamPort}`,
+            '}',
+            '',
+          ].join('\n');
+          const s = await startCoreDNS({ binary: coredns, dir, name: 'coredns-k8s', corefile, port, probe: probeCluster });
+          return instance('coredns-k8s', s, port);
+        },
+      },
     ];
 
     notes.push(
@@ -220,11 +308,13 @@ export const dnsBenchmark: Benchmark = {
     for (const metric of ['cluster.qps', 'external.qps', 'cluster.p99', 'external.p99']) {
       ratios.push([metric, 'meshlet', 'coredns'], [metric, 'meshlet', 'dnsmasq']);
     }
+    ratios.push(['cluster.qps', 'meshlet-k8s', 'coredns-k8s'], ['cluster.p99', 'meshlet-k8s', 'coredns-k8s']);
     return {
       description:
         `dnsperf (10 clients, ${seconds} s per run, UDP on 127.0.0.1) against each server in turn. ` +
         `"cluster": A queries for ${SERVICES} service names (<svc>.<ns>.svc.cluster.local), answered from the server's own data. ` +
         `"external": A queries for ${EXTERNAL} names under ${EXTERNAL_ZONE}, forwarded once to a local upstream dnsmasq (TTL 300 s) and then answered from cache (the warm-up round fills it). ` +
+        '"…, Kubernetes source" / "…, kubernetes plugin": the same 100 Services created in a real kube-apiserver (etcd + kube-apiserver 1.37, test/harness/control-plane.ts; ClusterIPs allocated by it), meshlet with `source.kind: kubernetes` and CoreDNS with the `kubernetes` plugin of a kubeadm Corefile, both with the admin kubeconfig; cluster names only. ' +
         "CPU is the server process tree's CPU time during the run (1.0 = one core); the load generator shares the same 2 cores. " +
         `p50/p99: dnsperf at a fixed rate (-Q) of half CoreDNS's peak for that query set (from its warm-up run, the same for every contender), ${latencySeconds} s per run, -v for each answer's latency; a lost query counts as 5 s (dnsperf's timeout).`,
       metrics: [
@@ -261,7 +351,7 @@ export const dnsBenchmark: Benchmark = {
       notes,
       rounds: ctx.quick ? 2 : 5,
       warmup: 1,
-      teardown: () => upstream.stop(),
+      teardown: stopAll,
     };
   },
 };
