@@ -9,6 +9,7 @@ import type { Dialer } from './connect/dialer.ts';
 import { DirectDialer } from './connect/direct-dialer.ts';
 import { H2Sessions } from './h2c/sessions.ts';
 import { UpstreamPools } from './http/upstream-pools.ts';
+import { kernelEndpoints } from './iptables/kernel-forwarding.ts';
 import type { InterceptTarget } from './iptables/rules.ts';
 import { routeMode } from './listen/detect.ts';
 import { ServiceListener } from './listen/service-listener.ts';
@@ -128,7 +129,10 @@ export class ProxyModule implements AgentModule {
     return { address: listener.address, port: listener.port };
   }
 
-  /** Every bound listener as an interception target: clusterIP:port (and nodePort) → listener. */
+  /**
+   * Every bound listener as an interception target: clusterIP:port (and nodePort) → listener,
+   * or, for a TCP port forwarded in the kernel, clusterIP:port → its endpoints.
+   */
   interceptTargets(): InterceptTarget[] {
     const targets: InterceptTarget[] = [];
     for (const listener of this.#listeners.values()) {
@@ -137,6 +141,13 @@ export class ProxyModule implements AgentModule {
       if (port.protocol === 'SCTP') continue;
       const service = this.#registry.getServiceByKey(listener.route.service);
       if (service === undefined || service.clusterIPs.length === 0) continue;
+      const direct = kernelEndpoints(
+        listener.route,
+        service,
+        this.#config.proxy.interception.tcpForwarding,
+        this.#config.node.name,
+        this.#routeDeps.nodeZone,
+      );
       targets.push({
         id: `${listener.route.service}:${port.name || port.port}`,
         protocol: port.protocol,
@@ -145,6 +156,7 @@ export class ProxyModule implements AgentModule {
         ...(port.nodePort !== undefined && { nodePort: port.nodePort }),
         listenAddress: listener.address,
         listenPort: listener.port,
+        ...(direct !== undefined && { endpoints: direct }),
       });
     }
     return targets;

@@ -11,7 +11,11 @@ import { isIPv6 } from 'node:net';
  *                          then -m addrtype --dst-type LOCAL -j MESHLET-NODEPORTS
  *   MESHLET-NODEPORTS   → one DNAT per nodePort
  * Every DNAT goes to the listener of that service port on meshlet's own address, so the port
- * itself tells the proxy which service port a connection is for (no SO_ORIGINAL_DST needed).
+ * itself tells the proxy which service port a connection is for (no SO_ORIGINAL_DST needed);
+ * except a clusterIP:port forwarded in the kernel (kernel-forwarding.ts), whose rules DNAT to
+ * one of its endpoints, picked with `-m statistic --mode random` (rule i of n matches with
+ * probability 1/(n-i), so each endpoint gets 1/n of the connections). Its nodePort still goes
+ * to the listener: an outside client's replies would otherwise bypass this node's conntrack.
  */
 
 export const SERVICES_CHAIN = 'MESHLET-SERVICES';
@@ -31,6 +35,8 @@ export interface InterceptTarget {
   nodePort?: number;
   listenAddress: string;
   listenPort: number;
+  /** Set when clusterIP:port is forwarded in the kernel: DNAT straight to one of these. */
+  endpoints?: readonly { address: string; port: number }[];
 }
 
 export interface RenderedRuleset {
@@ -60,8 +66,21 @@ export function renderRuleset(family: Family, targets: readonly InterceptTarget[
   for (const t of sorted) {
     const proto = t.protocol.toLowerCase();
     const to = `-j DNAT --to-destination ${destination(t.listenAddress, t.listenPort)}`;
+    const direct = (t.endpoints ?? []).filter((e) => ofFamily(e.address));
     for (const ip of t.clusterIPs.filter(ofFamily)) {
-      services.push(`-d ${ip}/${mask} -p ${proto} -m ${proto} --dport ${t.port} -m comment --comment ${quote(t.id)} ${to}`);
+      const match = `-d ${ip}/${mask} -p ${proto} -m ${proto} --dport ${t.port}`;
+      if (direct.length === 0) {
+        services.push(`${match} -m comment --comment ${quote(t.id)} ${to}`);
+        continue;
+      }
+      direct.forEach((e, i) => {
+        const left = direct.length - i;
+        const pick = left > 1 ? ` -m statistic --mode random --probability ${(1 / left).toFixed(10)}` : '';
+        const comment = quote(`${t.id} kernel ${i + 1}/${direct.length}`);
+        services.push(
+          `${match} -m comment --comment ${comment}${pick} -j DNAT --to-destination ${destination(e.address, e.port)}`,
+        );
+      });
     }
     if (t.nodePort !== undefined) {
       nodePorts.push(`-p ${proto} -m ${proto} --dport ${t.nodePort} -m comment --comment ${quote(`${t.id} nodePort`)} ${to}`);

@@ -214,6 +214,12 @@ const InterceptionConfig = z
     verifyIntervalMs: duration(3_600_000)
       .default(10_000)
       .describe('Check the installed rules this often (ms) and rewrite them if someone changed them; 0 disables.'),
+    tcpForwarding: z
+      .enum(['proxy', 'kernel'])
+      .default('proxy')
+      .describe(
+        "Opaque TCP service ports (no HTTP/gRPC): 'proxy' relays them through meshlet's listener (connect retry, outlier ejection, every policy); 'kernel' DNATs clusterIP:port straight to a ready endpoint, picked at random per connection by iptables (full kernel throughput, no retry or ejection; ports whose policy needs meshlet stay proxied). The Service annotation meshlet.io/tcp-forwarding overrides it.",
+      ),
   })
   .prefault({})
   .describe('Transparent interception of service traffic.');

@@ -210,6 +210,48 @@ endpoints: [{ addresses: [${b.address}], conditions: { ready: true }, nodeName: 
     await cp.kubectl(['delete', 'endpointslice', 'echo-udp-1']);
   });
 
+  t.test('kernel forwarding (meshlet.io/tcp-forwarding: kernel): DNAT to the endpoints, spread, following changes', async (t) => {
+    await cp.apply(`apiVersion: v1
+kind: Service
+metadata: { name: raw, namespace: default, annotations: { meshlet.io/tcp-forwarding: kernel } }
+spec: { ports: [{ name: tcp, port: 7000, targetPort: 80, protocol: TCP }] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: raw-1, namespace: default, labels: { kubernetes.io/service-name: raw } }
+addressType: IPv4
+ports: [{ name: tcp, port: 80, protocol: TCP }]
+endpoints:
+  - { addresses: [${b.address}], conditions: { ready: true }, nodeName: b }
+  - { addresses: [${c.address}], conditions: { ready: true }, nodeName: c }
+`);
+    const rawUrl = 'http://raw.default.svc.cluster.local:7000/';
+    const save = () => a.run('iptables-nft-save', ['-t', 'nat']);
+    await until(
+      'kernel rules on node a',
+      save,
+      (s) => s.includes(`--to-destination ${b.address}:80`) && s.includes(`--to-destination ${c.address}:80`),
+    );
+    const seen = new Set<string>();
+    for (let i = 0; i < 30; i++) seen.add(await curl(a, rawUrl));
+    t.same([...seen].sort(), ['nginx-b', 'nginx-c'], 'both endpoints, straight from the kernel');
+    await cp.apply(`apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: raw-1, namespace: default, labels: { kubernetes.io/service-name: raw } }
+addressType: IPv4
+ports: [{ name: tcp, port: 80, protocol: TCP }]
+endpoints:
+  - { addresses: [${c.address}], conditions: { ready: true }, nodeName: c }
+`);
+    await until('node b out of the rules', save, (s) => !s.includes(`--to-destination ${b.address}:80`));
+    for (let i = 0; i < 5; i++) t.equal(await curl(a, rawUrl), 'nginx-c');
+    await cp.kubectl(['annotate', 'service', 'raw', 'meshlet.io/tcp-forwarding=proxy', '--overwrite']);
+    await until('back to the listener', save, (s) => !s.includes(`--to-destination ${c.address}:80`));
+    t.equal(await curl(a, rawUrl), 'nginx-c', 'proxied by meshlet again');
+    await cp.kubectl(['delete', 'service', 'raw']);
+    await cp.kubectl(['delete', 'endpointslice', 'raw-1']);
+  });
+
   t.test('deleting the service removes its rules on every node', async (t) => {
     const save = (node: NetnsNode) => node.run('iptables-nft-save', ['-t', 'nat']);
     const clusterIP = (await cp.kubectl(['get', 'service', 'nginx-svc', '-o', 'jsonpath={.spec.clusterIP}'])).trim();

@@ -131,6 +131,55 @@ if (requireOrSkip(t, { root: true, commands: ['ip', 'curl', 'iptables-nft-restor
     t.notMatch(save(), /MESHLET/);
   });
 
+  t.test('kernel forwarding: the cluster IP reaches the endpoints straight, spread at random, not the listener', async (t) => {
+    const backends = ['198.18.255.12', '198.18.255.13'];
+    const dir = t.testdir({ b0: { 'index.html': 'backend-0' }, b1: { 'index.html': 'backend-1' } });
+    for (const [i, address] of backends.entries()) {
+      sh(['ip', '-n', ns, 'addr', 'add', `${address}/32`, 'dev', 'lo']);
+      const srv = spawn(
+        'ip',
+        ['netns', 'exec', ns, 'python3', '-m', 'http.server', '80', '--bind', address, '--directory', `${dir}/b${i}`],
+        {
+          stdio: 'ignore',
+        },
+      );
+      t.teardown(() => {
+        srv.kill('SIGKILL');
+      });
+    }
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    // The listener port has nothing behind it: only a kernel DNAT to an endpoint can answer.
+    const kernel: InterceptTarget = {
+      ...target,
+      listenPort: 40009,
+      endpoints: backends.map((address) => ({ address, port: 80 })),
+    };
+    const interceptor = newInterceptor();
+    await interceptor.start();
+    await interceptor.sync([kernel]);
+    const body = () => {
+      try {
+        return sh(['ip', 'netns', 'exec', ns, 'curl', '-s', '-m', '2', 'http://198.19.0.10:8080/']);
+      } catch {
+        return 'failed';
+      }
+    };
+    const seen = new Map<string, number>();
+    for (let i = 0; i < 40; i++) {
+      const b = body();
+      seen.set(b, (seen.get(b) ?? 0) + 1);
+    }
+    t.same([...seen.keys()].sort(), ['backend-0', 'backend-1'], 'both endpoints answer, nothing fails');
+    t.ok(Math.min(...seen.values()) >= 8, `spread: ${JSON.stringify([...seen])}`);
+    t.match(save(), /--mode random --probability 0\.5/, 'one statistic rule for two endpoints');
+    await interceptor.sync([{ ...kernel, endpoints: [{ address: backends[1] as string, port: 80 }] }]);
+    for (let i = 0; i < 5; i++) t.equal(body(), 'backend-1', 'an endpoint gone: new connections avoid it');
+    await interceptor.sync([{ ...kernel, endpoints: [] }]);
+    t.equal(body(), 'failed', 'no endpoint: back to the (here absent) listener');
+    await interceptor.cleanup();
+    t.notMatch(save(), /MESHLET/);
+  });
+
   t.test('auto picks the backend that already holds the rules', async (t) => {
     const legacyNs = `ml-ipl-${process.pid}`;
     makeNetns(t, legacyNs);

@@ -49,6 +49,43 @@ t.test('IPv6 rules use the IPv6 listener and cluster IPs only', async (t) => {
   ]);
 });
 
+t.test('kernel forwarding: a random pick among the endpoints, 1/n each; the nodePort stays with the listener', async (t) => {
+  const direct: InterceptTarget = {
+    ...web,
+    endpoints: [
+      { address: '198.18.1.1', port: 80 },
+      { address: '198.18.2.1', port: 80 },
+      { address: '2001:db8::1', port: 80 },
+      { address: '198.18.3.1', port: 8080 },
+    ],
+  };
+  const r = renderRuleset('ipv4', [direct]);
+  const m = '-d 198.19.0.10/32 -p tcp -m tcp --dport 8080 -m comment --comment';
+  t.same(r.services, [
+    `${m} "default/web:http kernel 1/3" -m statistic --mode random --probability 0.3333333333 -j DNAT --to-destination 198.18.1.1:80`,
+    `${m} "default/web:http kernel 2/3" -m statistic --mode random --probability 0.5000000000 -j DNAT --to-destination 198.18.2.1:80`,
+    `${m} "default/web:http kernel 3/3" -j DNAT --to-destination 198.18.3.1:8080`,
+    '-m addrtype --dst-type LOCAL -j MESHLET-NODEPORTS',
+  ]);
+  t.same(r.nodePorts, renderRuleset('ipv4', [web]).nodePorts, 'node port: the listener, as before');
+  t.same(
+    renderRuleset('ipv6', [{ ...direct, listenAddress: '2001:db8::a' }]).services[0],
+    '-d 2001:db8::10/128 -p tcp -m tcp --dport 8080 -m comment --comment "default/web:http kernel 1/1" -j DNAT --to-destination [2001:db8::1]:80',
+    'each family gets its own endpoints',
+  );
+  const noV6: InterceptTarget = { ...direct, listenAddress: '2001:db8::a', endpoints: [{ address: '198.18.1.1', port: 80 }] };
+  t.match(
+    renderRuleset('ipv6', [noV6]).services[0],
+    /-j DNAT --to-destination \[2001:db8::a\]:40001$/,
+    'no endpoint of the family: the listener',
+  );
+  t.not(
+    renderRuleset('ipv4', [{ ...direct, endpoints: [{ address: '198.18.1.1', port: 80 }] }]).hash,
+    r.hash,
+    'an endpoint change is a new ruleset',
+  );
+});
+
 t.test('restore input declares (and so flushes) the chains and puts the jumps first', async (t) => {
   const r = renderRuleset('ipv4', [dns]);
   const text = renderRestore(r, [
