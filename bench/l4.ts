@@ -9,6 +9,23 @@ import { which } from './lib/peers.ts';
 import { freePort, memoryOf, type Service, withCpu } from './lib/proc.ts';
 import { startHaproxy, startIperf3Server, startNginx } from './lib/servers.ts';
 
+interface Ports {
+  iperf: number;
+  web: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+  iperfHost?: string;
+}
+
+/** Cluster IPs of the kernel-forwarded contender (nothing else on this machine uses 198.19.255.0/24). */
+const KERNEL_IPERF_IP = '198.19.255.11';
+const KERNEL_WEB_IP = '198.19.255.12';
+
+/** Kernel forwarding writes nat rules on this host: only as root with iptables-restore. */
+function canWriteNat(): boolean {
+  return process.getuid?.() === 0 && which('iptables-restore') !== undefined;
+}
+
 /**
  * L4 TCP: bulk throughput (iperf3, one stream) and connection rate (wrk with
  * `Connection: close`, so every request is a new TCP connection through the proxy), straight
@@ -37,12 +54,14 @@ export const l4Benchmark: Benchmark = {
     });
     const close = ['-H', 'Connection: close'];
 
-    const measure = async (ports: { iperf: number; web: number }, service: Service | undefined) => {
+    /** `host`: where the load goes (a cluster IP for the kernel-forwarded contender). */
+    const measure = async (ports: Ports, service: Service | undefined) => {
       service?.assertAlive();
+      const host = ports.host ?? '127.0.0.1';
       const cpu = async <T>(load: () => Promise<T>) =>
         service ? withCpu(service.pid, load) : { result: await load(), cores: Number.NaN };
-      const bulk = await cpu(() => iperf3(ports.iperf, seconds, rawIperf));
-      const conns = await cpu(() => wrk(`http://127.0.0.1:${ports.web}/`, seconds, rawWrk, close));
+      const bulk = await cpu(() => iperf3(ports.iperf, seconds, rawIperf, ports.iperfHost ?? host));
+      const conns = await cpu(() => wrk(`http://${host}:${ports.web}/`, seconds, rawWrk, close));
       if (conns.result.errors > 0) throw new Error(`wrk saw ${conns.result.errors} errors through :${ports.web} (see ${rawWrk})`);
       return {
         gbps: bulk.result,
@@ -53,7 +72,7 @@ export const l4Benchmark: Benchmark = {
         rss: service ? memoryOf(service.pid).rssMiB : Number.NaN,
       };
     };
-    const instance = (ports: { iperf: number; web: number }, service: Service | undefined): Instance => ({
+    const instance = (ports: Ports, service: Service | undefined): Instance => ({
       commands: service ? [service.command] : [],
       measure: () => measure(ports, service),
       stop: async () => service?.stop(),
@@ -86,6 +105,50 @@ export const l4Benchmark: Benchmark = {
           return instance(ports, m.service);
         },
       },
+      ...(canWriteNat()
+        ? [
+            {
+              name: 'meshlet-kernel',
+              label: 'meshlet, kernel forwarding',
+              async start() {
+                const ports: Ports = {
+                  iperf: await freePort(),
+                  web: await freePort(),
+                  iperfHost: KERNEL_IPERF_IP,
+                  host: KERNEL_WEB_IP,
+                };
+                const registry = join(dir, 'registry-kernel.yaml');
+                writeFileSync(
+                  registry,
+                  meshletRegistry([
+                    { name: 'iperf', port: ports.iperf, backend: iperfPort, clusterIP: KERNEL_IPERF_IP },
+                    { name: 'tcp-web', port: ports.web, backend: webPort, appProtocol: 'tcp', clusterIP: KERNEL_WEB_IP },
+                  ]),
+                );
+                const config = join(dir, 'meshlet-kernel.yaml');
+                writeFileSync(config, `source:\n  kind: file\n  file:\n    path: ${registry}\n`);
+                // The agent writes (and on stop removes) its nat rules on this host: DNAT from the
+                // cluster IPs straight to the backends on 127.0.0.1, as it would to pod IPs.
+                const m = await startMeshlet({
+                  repo: ctx.repo,
+                  name: 'meshlet-kernel',
+                  config,
+                  sets: [
+                    'dns.enabled=false',
+                    'proxy.address=127.0.0.1',
+                    'proxy.listenPort=auto',
+                    'proxy.interception.mode=iptables',
+                    'proxy.interception.createDummy=false',
+                    'proxy.interception.interfaceName=lo',
+                    'proxy.interception.tcpForwarding=kernel',
+                  ],
+                  log: join(dir, 'meshlet-kernel.log'),
+                });
+                return instance(ports, m.service);
+              },
+            } satisfies ContenderDef,
+          ]
+        : []),
       {
         name: 'haproxy',
         label: 'haproxy (mode tcp)',
@@ -117,11 +180,18 @@ export const l4Benchmark: Benchmark = {
       ['cps', 'meshlet', 'direct'],
       ['cps.p99', 'meshlet', 'haproxy'],
     ];
+    if (canWriteNat())
+      ratios.push(
+        ['gbps', 'meshlet-kernel', 'direct'],
+        ['cps', 'meshlet-kernel', 'direct'],
+        ['gbps', 'meshlet-kernel', 'haproxy'],
+      );
     return {
       description:
         `Throughput: iperf3, one TCP stream for ${seconds} s, to an iperf3 server on 127.0.0.1. ` +
         `Connection rate: wrk (1 thread, 32 connections, ${seconds} s) with "Connection: close", so each request opens a new TCP connection through the proxy, to one nginx worker. ` +
         "meshlet proxies both as opaque TCP (no appProtocol http); haproxy runs in mode tcp with one thread, like meshlet's one event loop. " +
+        `"meshlet, kernel forwarding": the same two services with \`proxy.interception.tcpForwarding: kernel\` and interception on (as root, on this host's nat table, removed when the agent stops): iperf3 and wrk connect to cluster IPs ${KERNEL_IPERF_IP} and ${KERNEL_WEB_IP}, which iptables DNATs straight to the backends; meshlet only writes the rules, so its CPU is about 0 and the forwarding cost is the kernel's, counted in no process. ` +
         "CPU is the proxy process tree's CPU time during the run (1.0 = one core).",
       metrics: [
         { key: 'gbps', label: 'iperf3 throughput', unit: 'Gbit/s', better: 'higher', chart: 'throughput', digits: 2 },
@@ -137,6 +207,7 @@ export const l4Benchmark: Benchmark = {
         `iperf3 ${iperf3Args(0, seconds).join(' ').replace('-p 0', '-p <port>')}`,
         `wrk ${wrkArgs('http://127.0.0.1:<port>/', seconds, close).join(' ').replace('Connection: close', "'Connection: close'")}`,
         `backends: ${iperfServer.command}; ${web.command}`,
+        `kernel forwarding: iperf3 ${iperf3Args(0, seconds, KERNEL_IPERF_IP).join(' ').replace('-p 0', '-p <port>')}; wrk … http://${KERNEL_WEB_IP}:<port>/`,
       ],
       versions: {
         meshlet: meshletVersion(ctx.repo),

@@ -88,13 +88,13 @@ export async function wrk(url: string, seconds: number, rawLog: string, extra: r
   return parseWrk(await bounded('wrk', wrkArgs(url, seconds, extra), seconds, rawLog));
 }
 
-export function iperf3Args(port: number, seconds: number): string[] {
-  return ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-J'];
+export function iperf3Args(port: number, seconds: number, host = '127.0.0.1'): string[] {
+  return ['-c', host, '-p', String(port), '-t', String(seconds), '-J'];
 }
 
 /** Received throughput, Gbit/s. */
-export async function iperf3(port: number, seconds: number, rawLog: string): Promise<number> {
-  const out = await bounded('iperf3', iperf3Args(port, seconds), seconds, rawLog);
+export async function iperf3(port: number, seconds: number, rawLog: string, host = '127.0.0.1'): Promise<number> {
+  const out = await bounded('iperf3', iperf3Args(port, seconds, host), seconds, rawLog);
   const json = JSON.parse(out) as { end?: { sum_received?: { bits_per_second?: number } }; error?: string };
   const bps = json.end?.sum_received?.bits_per_second;
   if (bps === undefined) throw new Error(`iperf3 reported no throughput: ${json.error ?? out.slice(0, 500)}`);
