@@ -1,5 +1,7 @@
+import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { Agent, createServer, request } from 'node:https';
+import { type ClientHttp2Session, connect as connectH2, createSecureServer } from 'node:http2';
+import { Agent, request } from 'node:https';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
@@ -24,8 +26,8 @@ import { median, percentile } from './lib/stats.ts';
  * - "meshlet, across nodes": two agents (two processes on 127.0.0.1 with eaa.peers); the producer
  *   talks to node a, the consumers to node b, so every notification takes the agent-to-agent hop.
  *
- * The producer and the consumers are this process (node:https keep-alive, 32 connections; `ws`),
- * so send and receive times come from one clock. The latency of a notification is measured from
+ * The producers and the consumers are this process (node:http2, one connection per producer, as a
+ * Go client negotiates; `ws`), so send and receive times come from one clock. The latency of a notification is measured from
  * its *scheduled* send time (open loop, no coordinated omission) to its arrival on the socket.
  */
 
@@ -34,8 +36,8 @@ const NS1 = 'bench1';
 const NS100 = 'bench100';
 const RATE1 = 10_000;
 const RATE100 = 100;
-const SOCKETS = 32;
 const INFLIGHT = 256;
+const SOCKETS = 32;
 const CLOSED_LOOP = 64;
 const EVENT = '[{"name":"tick","version":"1"}]';
 
@@ -62,14 +64,24 @@ async function baselineServer(configPath: string): Promise<void> {
   const subs = new Map<string, Set<string>>();
   const sockets = new Map<string, WebSocket>();
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
-  const cnOf = (socket: unknown) => String((socket as TLSSocket).getPeerCertificate().subject.CN);
-  const server = createServer(
-    { key: c.keyPem, cert: c.certPem, ca: [c.caPem], requestCert: true, rejectUnauthorized: true },
+  // The CN once per TLS connection (meshlet does the same): getPeerCertificate() is costly per request.
+  const cns = new WeakMap<TLSSocket, string>();
+  const cnOf = (socket: TLSSocket) => {
+    let cn = cns.get(socket);
+    if (cn === undefined) {
+      cn = String(socket.getPeerCertificate().subject.CN);
+      cns.set(socket, cn);
+    }
+    return cn;
+  };
+  // The same transport as meshlet's EAA: HTTP/2 and HTTP/1.1 (for the WebSocket upgrade) on one TLS port.
+  const server = createSecureServer(
+    { key: c.keyPem, cert: c.certPem, ca: [c.caPem], requestCert: true, rejectUnauthorized: true, allowHTTP1: true },
     (req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (d: Buffer) => chunks.push(d));
       req.on('end', () => {
-        const cn = cnOf(req.socket);
+        const cn = cnOf((req.stream?.session?.socket ?? req.socket) as TLSSocket);
         const colon = cn.indexOf(':');
         const ns = cn.slice(0, colon);
         const url = req.url ?? '';
@@ -100,7 +112,7 @@ async function baselineServer(configPath: string): Promise<void> {
   );
   server.on('upgrade', (req, socket, head) => {
     wss.handleUpgrade(req, socket, head, (ws) => {
-      const cn = cnOf(req.socket);
+      const cn = cnOf(req.socket as TLSSocket);
       sockets.get(cn)?.close(1012, 'New connection request, closing this connection');
       sockets.set(cn, ws);
       ws.on('close', () => {
@@ -173,7 +185,7 @@ function clock(): number {
 type ProducerCommand =
   | { cmd: 'register' }
   | { cmd: 'one'; ns: string; phase: number }
-  | { cmd: 'fixed'; ns: string; phase: number; rate: number; ms: number }
+  | { cmd: 'fixed'; ns: string; phase: number; rate: number; ms: number; http1?: boolean }
   | { cmd: 'max'; ns: string; phase: number; ms: number };
 
 interface ProducerReply {
@@ -182,15 +194,55 @@ interface ProducerReply {
   failed: number;
   /** Clock when the last request was sent. */
   end: number;
+  /** Fixed rate: how late the producer sent, p99 over the run (ms after the scheduled time). */
+  lateP99?: number;
 }
 
 /**
- * The producers, in a worker thread so that sending (undici, SOCKETS connections per producer,
- * no pipelining) and receiving (the consumers, main thread) do not queue behind each other.
+ * The producers, in a worker thread so that sending and receiving (the consumers, main thread) do
+ * not queue behind each other. Each producer holds one HTTP/2 connection (ALPN h2) and multiplexes
+ * its requests on it, as an OpenNESS app written in Go does (net/http negotiates h2 by itself).
  */
 async function producerWorker(d: { port: number; caPem: string; p1: Identity; p100: Identity }): Promise<void> {
   const port = parentPort;
   if (port === null) return;
+  const sessions = new Map<string, ClientHttp2Session>();
+  for (const [ns, id] of [
+    [NS1, d.p1],
+    [NS100, d.p100],
+  ] as const) {
+    const session = connectH2(`https://127.0.0.1:${d.port}`, {
+      key: id.keyPem,
+      cert: id.certPem,
+      ca: [d.caPem],
+      servername: 'eaa.openness',
+    });
+    session.on('error', () => {}); // a request in flight fails with it and is counted there
+    await once(session, 'connect');
+    sessions.set(ns, session);
+  }
+  /** One POST; `done` gets the status, or 0 when the stream failed. Callbacks, not promises: it runs 10,000 times a second. */
+  const send = (ns: string, path: string, body: string, done: (status: number) => void): void => {
+    const stream = (sessions.get(ns) as ClientHttp2Session).request({
+      ':method': 'POST',
+      ':path': path,
+      ':authority': 'eaa.openness',
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+    });
+    let status = 0;
+    stream.on('response', (h) => {
+      status = h[':status'] ?? 0;
+    });
+    stream.on('error', () => {
+      status = 0;
+    });
+    stream.on('close', () => done(status));
+    stream.resume();
+    stream.end(body);
+  };
+  // HTTP/1.1 as the known OpenNESS sample apps speak it (a Go http.Transport with its own TLS
+  // config stays on HTTP/1.1): SOCKETS keep-alive connections per producer, no pipelining.
   const pools = new Map<string, Pool>();
   for (const [ns, id] of [
     [NS1, d.p1],
@@ -205,16 +257,18 @@ async function producerWorker(d: { port: number; caPem: string; p1: Identity; p1
       }),
     );
   }
-  const post = async (ns: string, path: string, body: string): Promise<number> => {
-    const res = await (pools.get(ns) as Pool).request({
-      path,
-      method: 'POST',
-      headers: { host: 'eaa.openness', 'content-type': 'application/json' },
-      body,
-    });
-    await res.body.dump();
-    return res.statusCode;
+  const send1 = (ns: string, path: string, body: string, done: (status: number) => void): void => {
+    (pools.get(ns) as Pool)
+      .request({ path, method: 'POST', headers: { host: 'eaa.openness', 'content-type': 'application/json' }, body })
+      .then(
+        (res) => res.body.dump().then(() => done(res.statusCode)),
+        () => done(0),
+      );
   };
+  const post = (ns: string, path: string, body: string): Promise<number> =>
+    new Promise((resolve, reject) =>
+      send(ns, path, body, (st) => (st === 0 ? reject(new Error(`${path}: stream failed`)) : resolve(st))),
+    );
   const services = '{"description":"bench producer","notifications":[{"name":"tick","version":"1"}]}';
   port.on('message', async (c: ProducerCommand) => {
     const r: ProducerReply = { sent: 0, accepted: 0, failed: 0, end: 0 };
@@ -239,23 +293,34 @@ async function producerWorker(d: { port: number; caPem: string; p1: Identity; p1
       const total = Math.round((c.rate * c.ms) / 1000);
       const t0 = clock();
       let inflight = 0;
-      const pending: Promise<void>[] = [];
+      // How late each request left, preallocated: the generator's own share of the latency.
+      const late = new Float64Array(total);
+      // No promise kept per request: thousands alive for the whole run made this thread's own
+      // garbage collections (and so its send times) worse than what is measured.
+      let allDone: (() => void) | undefined;
+      const done = (st: number) => {
+        if (st === 202) r.accepted++;
+        else r.failed++;
+        if (--inflight === 0 && allDone !== undefined) allDone();
+      };
       while (r.sent < total) {
         const due = Math.min(total, Math.floor(((clock() - t0) * c.rate) / 1000) + 1);
         while (r.sent < due && inflight < INFLIGHT) {
           const scheduled = t0 + (r.sent * 1000) / c.rate;
+          late[r.sent] = clock() - scheduled;
           r.sent++;
           inflight++;
-          pending.push(
-            count(post(c.ns, '/notifications', payload(c.phase, scheduled)), 202).finally(() => {
-              inflight--;
-            }),
-          );
+          (c.http1 ? send1 : send)(c.ns, '/notifications', payload(c.phase, scheduled), done);
         }
         await new Promise((resolve) => setTimeout(resolve, 1));
       }
       r.end = clock();
-      await Promise.all(pending);
+      late.sort();
+      r.lateP99 = late[Math.min(total - 1, Math.floor(total * 0.99))] ?? 0;
+      if (inflight > 0)
+        await new Promise<void>((resolve) => {
+          allDone = resolve;
+        });
     } else {
       const end = clock() + c.ms;
       const loop = async () => {
@@ -355,10 +420,10 @@ class Session {
   }
 
   /** Open loop at `rate`/s for `ms`: delivered notifications/s, latency percentiles, lost frames. */
-  async fixedRate(ns: string, rate: number, ms: number, consumers: number): Promise<Record<string, number>> {
+  async fixedRate(ns: string, rate: number, ms: number, consumers: number, http1 = false): Promise<Record<string, number>> {
     const ph = this.newPhase();
     const t0 = clock();
-    const r = await this.#ask({ cmd: 'fixed', ns, phase: ph.id, rate, ms });
+    const r = await this.#ask({ cmd: 'fixed', ns, phase: ph.id, rate, ms, http1 });
     await this.#drain(ph, r.accepted * consumers);
     if (r.failed > r.sent * 0.01) throw new Error(`${r.failed} of ${r.sent} notifications refused`);
     const seconds = (Math.max(ph.lastAt, t0 + ms) - t0) / 1000;
@@ -366,6 +431,7 @@ class Session {
       rate: ph.received / consumers / seconds,
       p50: ph.latencies.length > 0 ? median(ph.latencies) : Number.NaN,
       p99: percentile(ph.latencies, 99),
+      late99: r.lateP99 ?? Number.NaN,
       lost: r.accepted * consumers - ph.received,
     };
   }
@@ -457,6 +523,7 @@ export const eaaBenchmark: Benchmark = {
       const c1 = await session.fixedRate(NS1, RATE1, ms, 1);
       const cores = (cpuSeconds(trees) - cpu0) / ((performance.now() - t0) / 1000);
       const c1low = await session.fixedRate(NS1, RATE1 / 10, ms, 1);
+      const c1h1 = await session.fixedRate(NS1, RATE1, ms, 1, true);
       const c1max = await session.maxRate(NS1, ms, 1);
       const c100 = await session.fixedRate(NS100, RATE100, ms, CONSUMERS);
       const c100max = await session.maxRate(NS100, ms, CONSUMERS);
@@ -464,6 +531,9 @@ export const eaaBenchmark: Benchmark = {
         'c1.rate': c1.rate as number,
         'c1.p50': c1.p50 as number,
         'c1.p99': c1.p99 as number,
+        'c1.late99': c1.late99 as number,
+        'c1h1.p50': c1h1.p50 as number,
+        'c1h1.p99': c1h1.p99 as number,
         'c1.max': c1max,
         'c1low.p50': c1low.p50 as number,
         'c1low.p99': c1low.p99 as number,
@@ -472,7 +542,7 @@ export const eaaBenchmark: Benchmark = {
         'c100.p50': c100.p50 as number,
         'c100.p99': c100.p99 as number,
         'c100.max': c100max,
-        lost: (c1.lost as number) + (c1low.lost as number) + (c100.lost as number),
+        lost: (c1.lost as number) + (c1low.lost as number) + (c1h1.lost as number) + (c100.lost as number),
         rss: pids.reduce((s, p) => s + memoryOf(p).rssMiB, 0),
       };
     };
@@ -553,7 +623,10 @@ export const eaaBenchmark: Benchmark = {
         `Each round, for each fan-out: an open-loop run at a fixed rate for ${ms / 1000} s (1 consumer: ${RATE1.toLocaleString('en-US')} notifications/s, the target, and ${(RATE1 / 10).toLocaleString('en-US')}/s, below saturation; 100 consumers: ${RATE100}/s, i.e. ${(RATE100 * CONSUMERS).toLocaleString('en-US')} frames/s), ` +
         `each POST /notifications timed from its scheduled send time to its arrival on each consumer's socket (p50/p99 over every delivery; "rate" is what arrived per second); ` +
         `then a closed-loop run (${CLOSED_LOOP} requests always outstanding, ${ms / 1000} s): "max" notifications/s delivered to every consumer. ` +
-        `The client is this Node process on the same 2 cores: the producers in a worker thread (undici, ${SOCKETS} connections per producer, no pipelining, at most ${INFLIGHT} outstanding), the consumers (ws) on the main thread; times come from the monotonic clock both share. ` +
+        `The client is this Node process on the same 2 cores: the producers in a worker thread, the consumers (ws) on the main thread; times come from the monotonic clock both share. ` +
+        `Producers speak HTTP/2 (node:http2: one connection per producer, negotiated by ALPN, requests multiplexed on it, at most ${INFLIGHT} outstanding), as a Go client with HTTP/2 enabled does with the Go EAA, which offers h2; both servers serve h2 and HTTP/1.1 on one TLS port. ` +
+        `The known OpenNESS sample apps stay on HTTP/1.1 (a Go Transport with its own TLS config does not enable h2), so the 10k/s run is repeated with HTTP/1.1 producers ("HTTP/1.1": undici, ${SOCKETS} keep-alive connections, no pipelining). ` +
+        '"producer late p99" is how late the load generator itself sent at 10k/s (p99 of actual minus scheduled send time): that share of the latency is the client\'s, stalled on the same 2 cores, not the server\'s. ' +
         '"CPU" is the server processes\' CPU during the 1-consumer fixed-rate run; "RSS" the server processes after the round (both agents across nodes).',
       metrics: [
         { key: 'c1.rate', label: '1 consumer, at 10k/s offered', unit: 'notif/s', better: 'higher', chart: 'throughput' },
@@ -562,6 +635,16 @@ export const eaaBenchmark: Benchmark = {
         { key: 'c100.max', label: '100 consumers, max', unit: 'notif/s', better: 'higher', chart: 'throughput' },
         { key: 'c1.p50', label: '1 consumer p50 at 10k/s', unit: 'ms', better: 'lower', chart: 'latency', digits: 2 },
         { key: 'c1.p99', label: '1 consumer p99 at 10k/s', unit: 'ms', better: 'lower', chart: 'latency', digits: 2 },
+        {
+          key: 'c1.late99',
+          label: 'producer late p99 at 10k/s',
+          unit: 'ms',
+          better: 'lower',
+          chart: 'latency',
+          digits: 2,
+        },
+        { key: 'c1h1.p50', label: '1 consumer p50 at 10k/s, HTTP/1.1', unit: 'ms', better: 'lower', chart: 'latency', digits: 2 },
+        { key: 'c1h1.p99', label: '1 consumer p99 at 10k/s, HTTP/1.1', unit: 'ms', better: 'lower', chart: 'latency', digits: 2 },
         { key: 'c1low.p50', label: '1 consumer p50 at 1k/s', unit: 'ms', better: 'lower', chart: 'latency', digits: 2 },
         { key: 'c1low.p99', label: '1 consumer p99 at 1k/s', unit: 'ms', better: 'lower', chart: 'latency', digits: 2 },
         { key: 'c100.p50', label: '100 consumers p50', unit: 'ms', better: 'lower', chart: 'latency', digits: 2 },
@@ -578,13 +661,14 @@ export const eaaBenchmark: Benchmark = {
         ['c100.max', 'local', 'broker'],
         ['c100.p99', 'local', 'broker'],
         ['c1low.p99', 'local', 'broker'],
+        ['c1h1.p99', 'local', 'broker'],
         ['c1.max', 'cross', 'local'],
         ['c1low.p99', 'cross', 'local'],
         ['c1.p99', 'cross', 'local'],
         ['c100.max', 'cross', 'local'],
       ],
       loadCommands: [
-        'POST https://127.0.0.1:<port>/notifications {"name":"tick","version":"1","payload":{"p":<phase>,"t":<ms>}} (undici Pool, mutual TLS; bench/eaa.ts producerWorker)',
+        'POST https://127.0.0.1:<port>/notifications {"name":"tick","version":"1","payload":{"p":<phase>,"t":<ms>}} (HTTP/2 over mutual TLS, one connection per producer; or HTTP/1.1, undici Pool of 32; bench/eaa.ts producerWorker)',
         'wss://127.0.0.1:<port>/notifications with Host: <consumer CN> (ws, no compression)',
         `baseline: ${commandLine(node, ['bench/eaa.ts', '--baseline', '<config.json>'])}`,
       ],

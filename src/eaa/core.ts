@@ -17,6 +17,8 @@ interface Subscribers {
 
 const notifKey = (ns: string, name: string, version: string) => `${ns}\u0000${name}\u0000${version}`;
 const descKey = (d: NotificationDescriptor) => `${d.name}\u0000${d.version}`;
+/** Bounds the recipients cache when producers make up (name, version) pairs without end. */
+const RECIPIENT_CACHE_LIMIT = 10_000;
 
 export class EaaCore {
   readonly node: string;
@@ -24,6 +26,8 @@ export class EaaCore {
   private readonly log: Logger;
   private readonly onLocalWrite: (rec: EaaRecord) => void;
   private index: Map<string, Subscribers> | undefined;
+  /** recipients() answers, valid as long as `index` (both are dropped on every subscription change). */
+  private recipientCache = new Map<string, ReadonlyMap<string, readonly string[]>>();
 
   constructor(opts: { node: string; store: RecordStore; logger: Logger; onLocalWrite?: (rec: EaaRecord) => void }) {
     this.node = opts.node;
@@ -119,9 +123,17 @@ export class EaaCore {
    * The consumers of a notification from `producer` named (name, version): namespace subscribers
    * plus that producer's subscribers, each once, grouped by the node that serves them.
    */
-  recipients(producer: Urn, name: string, version: string): Map<string, string[]> {
-    const subs = this.buildIndex().get(notifKey(producer.namespace, name, version));
+  recipients(producer: Urn, name: string, version: string): ReadonlyMap<string, readonly string[]> {
+    const index = this.buildIndex();
+    const key = notifKey(producer.namespace, name, version);
+    // A producer publishes the same (name, version) over and over: answer it once per index.
+    const cacheKey = `${key}\u0000${producer.id}`;
+    const cached = this.recipientCache.get(cacheKey);
+    if (cached !== undefined) return cached;
     const byNode = new Map<string, string[]>();
+    if (this.recipientCache.size >= RECIPIENT_CACHE_LIMIT) this.recipientCache.clear();
+    this.recipientCache.set(cacheKey, byNode);
+    const subs = index.get(key);
     if (subs === undefined) return byNode;
     const cns = new Set(subs.namespace);
     for (const cn of subs.byProducer.get(producer.id) ?? []) cns.add(cn);
@@ -141,7 +153,7 @@ export class EaaCore {
     let n = 0;
     for (const r of records) if (this.store.merge(r)) n++;
     if (n > 0) {
-      this.index = undefined;
+      this.dropIndex();
       this.store.flush().catch(() => {}); // the store logs its own write errors
     }
     return n;
@@ -176,7 +188,7 @@ export class EaaCore {
 
   private async write(rec: EaaRecord): Promise<void> {
     this.store.merge(rec);
-    if (rec.kind === 'subscriptions') this.index = undefined;
+    if (rec.kind === 'subscriptions') this.dropIndex();
     this.onLocalWrite(rec);
     await this.store.flush().catch(() => {}); // logged by the store; memory and peers still hold it
   }
@@ -191,6 +203,11 @@ export class EaaCore {
       }
     }
     return { name: d.name, version: d.version, description: d.description };
+  }
+
+  private dropIndex(): void {
+    this.index = undefined;
+    this.recipientCache = new Map();
   }
 
   private buildIndex(): Map<string, Subscribers> {

@@ -1,4 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 
 /**
@@ -8,32 +9,41 @@ import type { TLSSocket } from 'node:tls';
 
 export const JSON_TYPE = 'application/json; charset=UTF-8';
 
+/** A request on either protocol the API serves: HTTP/1.1, or HTTP/2 through node:http2's compatibility API. */
+export type Req = IncomingMessage | Http2ServerRequest;
+export type Res = ServerResponse | Http2ServerResponse;
+
 export class BodyTooLarge extends Error {
   override readonly name = 'BodyTooLarge';
 }
 
 /** The request body as UTF-8 text; rejects with BodyTooLarge past `limit` bytes. */
-export function readBody(req: IncomingMessage, limit: number): Promise<string> {
+export function readBody(req: Req, limit: number): Promise<string> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) {
     req.resume();
     return Promise.reject(new BodyTooLarge(`request body over ${limit} bytes`));
   }
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
+    // One chunk is the usual case (a notification is a few hundred bytes): no concat then.
+    let first: Buffer | undefined;
+    let rest: Buffer[] | undefined;
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    const r = req as IncomingMessage; // both are Readables; the union's overloads do not unify
+    r.on('data', (c: Buffer) => {
       size += c.length;
       if (size > limit) {
-        req.removeAllListeners('data');
-        req.resume();
+        r.removeAllListeners('data');
+        r.resume();
         reject(new BodyTooLarge(`request body over ${limit} bytes`));
         return;
       }
-      chunks.push(c);
+      if (first === undefined) first = c;
+      else if (rest === undefined) rest = [first, c];
+      else rest.push(c);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
+    r.on('end', () => resolve(rest !== undefined ? Buffer.concat(rest).toString('utf8') : (first?.toString('utf8') ?? '')));
+    r.on('error', reject);
   });
 }
 
@@ -46,24 +56,36 @@ function headerSafe(s: string): string {
  * A handler's answer: OpenNESS's JSON content type, an empty body on errors. meshlet adds the
  * reason in `X-Meshlet-Error` so bodies stay as OpenNESS clients expect.
  */
-export function send(res: ServerResponse, status: number, body = '', error?: { code: string; message: string }): void {
+export function send(res: Res, status: number, body = '', error?: { code: string; message: string }): void {
   if (res.headersSent) return;
-  const headers: Record<string, string | number> = { 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body) };
+  const w = res as ServerResponse; // same calls on both protocols; the union's overloads do not unify
+  if (body === '' && error === undefined) {
+    // The hot path (202 for every notification): one shared header object, nothing to measure.
+    w.writeHead(status, EMPTY_HEADERS);
+    w.end();
+    return;
+  }
+  const headers: OutgoingHttpHeaders = { 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body) };
   if (error) headers['X-Meshlet-Error'] = headerSafe(`${error.code}: ${error.message}`);
-  res.writeHead(status, headers);
-  res.end(body);
+  w.writeHead(status, headers);
+  w.end(body);
 }
+
+/** Read only by writeHead, never changed. */
+const EMPTY_HEADERS: OutgoingHttpHeaders = Object.freeze({ 'Content-Type': JSON_TYPE, 'Content-Length': 0 });
 
 /** gorilla/mux's answer for an unknown path. */
-export function notFound(res: ServerResponse): void {
+export function notFound(res: Res): void {
   if (res.headersSent) return;
-  res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
-  res.end('404 page not found\n');
+  const w = res as ServerResponse;
+  w.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
+  w.end('404 page not found\n');
 }
 
-export function redirect(res: ServerResponse, location: string): void {
-  res.writeHead(301, { Location: location, 'Content-Length': 0 });
-  res.end();
+export function redirect(res: Res, location: string): void {
+  const w = res as ServerResponse;
+  w.writeHead(301, { Location: location, 'Content-Length': 0 });
+  w.end();
 }
 
 /** Go's path.Clean, keeping a trailing slash (gorilla/mux cleanPath). */
@@ -133,10 +155,32 @@ export function matchRoute<H>(routes: readonly Route<H>[], method: string, rawUr
   return methodMismatch ? { kind: 'method' } : { kind: 'none' };
 }
 
+/**
+ * The TLS connection a request came on: the socket itself for HTTP/1.1, the session's socket for
+ * HTTP/2 (`req.socket` there is a proxy made per stream).
+ */
+function tlsSocketOf(req: Req): TLSSocket | undefined {
+  const sock = 'stream' in req ? req.stream.session?.socket : req.socket;
+  return sock !== undefined && typeof (sock as TLSSocket).getPeerCertificate === 'function' ? (sock as TLSSocket) : undefined;
+}
+
+/**
+ * CN per TLS connection. getPeerCertificate() builds a fresh object from the certificate on every
+ * call, which was the largest single cost of a POST /notifications; the certificate cannot change
+ * within a connection because the listeners refuse renegotiation (SSL_OP_NO_RENEGOTIATION).
+ */
+const commonNames = new WeakMap<TLSSocket, string>();
+
 /** The Subject CN of the verified client certificate ('' when none). */
-export function peerCommonName(req: IncomingMessage): string {
-  const sock = req.socket as TLSSocket;
-  if (typeof sock.getPeerCertificate !== 'function') return '';
-  const cn = sock.getPeerCertificate()?.subject?.CN as string | string[] | undefined;
-  return Array.isArray(cn) ? (cn[0] ?? '') : (cn ?? '');
+export function peerCommonName(req: Req): string {
+  const sock = tlsSocketOf(req);
+  if (sock === undefined) return '';
+  let cn = commonNames.get(sock);
+  if (cn === undefined) {
+    const v = sock.getPeerCertificate()?.subject?.CN as string | string[] | undefined;
+    cn = Array.isArray(v) ? (v[0] ?? '') : (v ?? '');
+    // Only once the handshake is done (it always is when a request arrives) is the answer final.
+    if (sock.authorized) commonNames.set(sock, cn);
+  }
+  return cn;
 }

@@ -25,16 +25,18 @@ export class JsonSyntaxError extends Error {
 export const MAX_DEPTH = 512;
 
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
-const WS = /[ \t\n\r]*/y;
 const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
 
 /** Decodes the first JSON value of `src`; whatever follows it is ignored, as json.Decoder does. */
 export function decodeFirst(src: string): JsonNode {
   let pos = 0;
+  // A loop, not a sticky regex: exec() allocated a match array at every token.
   const skip = () => {
-    WS.lastIndex = pos;
-    WS.exec(src);
-    pos = WS.lastIndex;
+    for (;;) {
+      const c = src.charCodeAt(pos);
+      if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return;
+      pos++;
+    }
   };
   const fail = (what: string): never => {
     throw new JsonSyntaxError(pos >= src.length ? 'unexpected end of JSON input' : `${what} at offset ${pos}`);
@@ -138,7 +140,7 @@ export function decodeFirst(src: string): JsonNode {
       }
     }
     NUMBER.lastIndex = pos;
-    if (NUMBER.exec(src) && NUMBER.lastIndex > pos) {
+    if (NUMBER.test(src) && NUMBER.lastIndex > pos) {
       pos = NUMBER.lastIndex;
       return { kind: 'number', start, end: pos };
     }

@@ -16,11 +16,17 @@ export interface EaaMetricsSources {
   peerQueue(): { peer: string; queued: number; up: boolean }[];
 }
 
-/** `meshlet_eaa_*`. */
+/**
+ * `meshlet_eaa_*`. The two per-notification counters are kept as plain numbers and handed to
+ * prom-client when it collects: its inc() hashes and validates the labels on every call, which
+ * cost more than the rest of the bookkeeping of a notification.
+ */
 export class EaaMetrics {
   readonly notifications: Counter<'outcome'>;
   readonly requests: Counter<'route' | 'code'>;
   readonly peerSyncs: Counter<'result'>;
+  private readonly pendingOutcomes = new Map<NotificationOutcome, number>();
+  private readonly pendingRequests = new Map<string, { route: string; code: number; n: number }>();
 
   constructor(registry: Registry, src: EaaMetricsSources) {
     new Gauge({
@@ -60,17 +66,27 @@ export class EaaMetrics {
         for (const p of src.peerQueue()) this.set({ peer: p.peer }, p.queued);
       },
     });
+    const outcomes = this.pendingOutcomes;
     this.notifications = new Counter({
       name: 'meshlet_eaa_notifications_total',
       help: 'Notifications by outcome (per local recipient, per peer hop, or per refused request).',
       labelNames: ['outcome'],
       registers: [registry],
+      collect() {
+        for (const [outcome, n] of outcomes) if (n > 0) this.inc({ outcome }, n);
+        outcomes.clear();
+      },
     });
+    const requests = this.pendingRequests;
     this.requests = new Counter({
       name: 'meshlet_eaa_requests_total',
       help: 'EAA API requests by route and status code.',
       labelNames: ['route', 'code'],
       registers: [registry],
+      collect() {
+        for (const r of requests.values()) if (r.n > 0) this.inc({ route: r.route, code: String(r.code) }, r.n);
+        requests.clear();
+      },
     });
     this.peerSyncs = new Counter({
       name: 'meshlet_eaa_peer_syncs_total',
@@ -81,6 +97,14 @@ export class EaaMetrics {
   }
 
   outcome(outcome: NotificationOutcome, n = 1): void {
-    if (n > 0) this.notifications.inc({ outcome }, n);
+    if (n > 0) this.pendingOutcomes.set(outcome, (this.pendingOutcomes.get(outcome) ?? 0) + n);
+  }
+
+  /** One answered API request. */
+  request(route: string, code: number): void {
+    const key = `${route} ${code}`;
+    const r = this.pendingRequests.get(key);
+    if (r) r.n++;
+    else this.pendingRequests.set(key, { route, code, n: 1 });
   }
 }

@@ -178,12 +178,27 @@ export function encodeSubscriptionList(subs: readonly Subscription[]): string {
 
 /** The WebSocket text frame: the producer's URN under the key `producer` (not `urn`). */
 export function encodeNotificationToConsumer(n: NotificationFromProducer, producer: Urn): string {
-  return object([
-    ['name', str(n.name)],
-    ['version', str(n.version)],
-    ['payload', n.payload],
-    ['producer', encodeUrn(producer)],
-  ]);
+  // Built by hand, not with object(): this runs for every notification, and the field order and
+  // omitempty rules are fixed (name, version, payload, producer).
+  let out = '{';
+  if (n.name !== '') out += `"name":${goString(n.name)},`;
+  if (n.version !== '') out += `"version":${goString(n.version)},`;
+  if (n.payload !== undefined) out += `"payload":${n.payload},`;
+  return `${out}"producer":${encodedProducer(producer)}}`;
+}
+
+/** encodeUrn() of recent producers: the same few publish all the time. */
+const producerJson = new Map<string, string>();
+
+function encodedProducer(urn: Urn): string {
+  const key = `${urn.namespace}\u0000${urn.id}`;
+  let json = producerJson.get(key);
+  if (json === undefined) {
+    if (producerJson.size >= 10_000) producerJson.clear();
+    json = encodeUrn(urn);
+    producerJson.set(key, json);
+  }
+  return json;
 }
 
 /** POST /auth response (AuthCredentials); `ca_chain` and `ca_pool` both hold the root. */

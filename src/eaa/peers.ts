@@ -1,3 +1,4 @@
+import { constants } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -81,6 +82,8 @@ export class PeerMesh {
         requestCert: true,
         rejectUnauthorized: true,
         minVersion: 'TLSv1.2',
+        // peerCommonName() caches the CN per connection; without renegotiation it cannot change.
+        secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
       },
       (req, res) => void this.handle(req, res),
     );

@@ -1,12 +1,26 @@
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { constants } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createSecureServer, type Http2SecureServer } from 'node:http2';
+import type { AddressInfo, Server } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { ErrorCodes, errorMessage, MeshletError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ConsumerHub } from './consumers.ts';
 import type { EaaCore } from './core.ts';
-import { BodyTooLarge, matchRoute, notFound, peerCommonName, type Route, readBody, redirect, send } from './http.ts';
+import {
+  BodyTooLarge,
+  matchRoute,
+  notFound,
+  peerCommonName,
+  type Req,
+  type Res,
+  type Route,
+  type RouteMatch,
+  readBody,
+  redirect,
+  send,
+} from './http.ts';
 import { JsonSyntaxError, JsonTypeError } from './json.ts';
 import type { EaaMetrics } from './metrics.ts';
 import {
@@ -51,8 +65,8 @@ export interface EaaServerOptions {
 }
 
 interface Call {
-  req: IncomingMessage;
-  res: ServerResponse;
+  req: Req;
+  res: Res;
   cn: string;
   params: Record<string, string>;
 }
@@ -73,8 +87,10 @@ class Refused extends Error {
 export class EaaServer {
   private readonly o: EaaServerOptions;
   private readonly log: Logger;
-  private readonly api: Server;
-  private auth: Server | undefined;
+  private readonly api: Http2SecureServer;
+  private auth: ReturnType<typeof createHttpServer> | undefined;
+  /** Open API connections, both protocols: http2 servers have no closeAllConnections(). */
+  private readonly connections = new Set<TLSSocket>();
   private readonly routes: Route<Handler>[];
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
 
@@ -88,7 +104,11 @@ export class EaaServer {
       { pattern: ['subscriptions', '{ns}', '{id}'], methods: { POST: this.subscribe, DELETE: this.unsubscribe } },
       { pattern: ['notifications'], methods: { GET: this.notSocket, POST: this.notify } },
     ];
-    this.api = createHttpsServer(
+    // HTTP/2 and HTTP/1.1 on one TLS port, chosen by ALPN, as Go's net/http serves the OpenNESS
+    // EAA: a client that offers h2 multiplexes its requests on one connection (far cheaper per
+    // notification, docs/decisions/eaa-transport.md); clients without ALPN and WebSockets (an
+    // HTTP/1.1 upgrade) get HTTP/1.1. Client certificates work the same on both.
+    this.api = createSecureServer(
       {
         key: opts.serverCert.keyPem,
         cert: opts.serverCert.certPem,
@@ -96,12 +116,18 @@ export class EaaServer {
         requestCert: true,
         rejectUnauthorized: true,
         minVersion: 'TLSv1.2',
-        ALPNProtocols: ['http/1.1'],
+        // Go's TLS server never renegotiates either; it also lets the CN be cached per connection.
+        secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
+        allowHTTP1: true,
       },
       (req, res) => void this.dispatch(req, res),
     );
     this.api.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
     this.api.on('tlsClientError', (err) => this.log.debug({ err }, 'TLS handshake refused'));
+    this.api.on('secureConnection', (sock: TLSSocket) => {
+      this.connections.add(sock);
+      sock.once('close', () => this.connections.delete(sock));
+    });
   }
 
   get port(): number {
@@ -126,34 +152,54 @@ export class EaaServer {
   }
 
   async stop(): Promise<void> {
-    for (const s of [this.api, this.auth]) {
-      if (!s?.listening) continue;
+    if (this.api.listening) {
       await new Promise<void>((resolve) => {
-        s.close(() => resolve());
-        s.closeAllConnections();
+        this.api.close(() => resolve());
+        for (const sock of this.connections) sock.destroy();
+      });
+    }
+    const auth = this.auth;
+    if (auth?.listening) {
+      await new Promise<void>((resolve) => {
+        auth.close(() => resolve());
+        auth.closeAllConnections();
       });
     }
   }
 
   // ---- dispatch -------------------------------------------------------------------------------
 
-  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const m = matchRoute(this.routes, req.method ?? '', req.url ?? '/');
+  /** matchRoute() answers by method and URL: apps send the same few requests again and again. */
+  private readonly matches = new Map<string, RouteMatch<Handler>>();
+
+  private match(method: string, url: string): RouteMatch<Handler> {
+    const key = `${method} ${url}`;
+    let m = this.matches.get(key);
+    if (m === undefined) {
+      m = matchRoute(this.routes, method, url);
+      if (this.matches.size >= 1024) this.matches.clear(); // made-up URLs must not grow it
+      this.matches.set(key, m);
+    }
+    return m;
+  }
+
+  private async dispatch(req: Req, res: Res): Promise<void> {
+    const m = this.match(req.method ?? '', req.url ?? '/');
     let route = 'unknown';
     try {
       if (m.kind === 'none') return notFound(res);
       if (m.kind === 'redirect') return redirect(res, m.location);
       if (m.kind === 'method') return send(res, 405);
-      route = `${req.method} ${m.handler.name.replace(/^bound /, '')}`;
+      route = `${req.method} ${m.handler.name}`;
       await m.handler.call(this, { req, res, cn: peerCommonName(req), params: m.params });
     } catch (err) {
       this.fail(res, err);
     } finally {
-      this.o.metrics.requests.inc({ route, code: String(res.statusCode) });
+      this.o.metrics.request(route, res.statusCode);
     }
   }
 
-  private fail(res: ServerResponse, err: unknown): void {
+  private fail(res: Res, err: unknown): void {
     if (err instanceof Refused) send(res, err.status, '', { code: err.code, message: err.message });
     else if (err instanceof BodyTooLarge) send(res, 413, '', { code: ErrorCodes.EAA_BAD_REQUEST, message: err.message });
     else if (err instanceof JsonSyntaxError || err instanceof JsonTypeError || err instanceof CsrError) {
@@ -254,12 +300,15 @@ export class EaaServer {
 
   /** GET /notifications without an upgrade: after the Host check, gorilla's 400. */
   private notSocket(c: Call): void {
-    if (c.cn === '' || c.req.headers.host !== c.cn) {
+    // Go's r.Host: the Host header, or on HTTP/2 the :authority pseudo-header.
+    const host = c.req.headers.host ?? c.req.headers[':authority'];
+    if (c.cn === '' || host !== c.cn) {
       send(c.res, 401);
       return;
     }
-    c.res.writeHead(400, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
-    c.res.end('Bad Request\n');
+    const w = c.res as ServerResponse;
+    w.writeHead(400, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
+    w.end('Bad Request\n');
   }
 
   /** Per-producer token bucket, burst = one second's worth. */
@@ -295,7 +344,7 @@ export class EaaServer {
     } catch (err) {
       this.fail(res, err);
     } finally {
-      this.o.metrics.requests.inc({ route: 'POST auth', code: String(res.statusCode) });
+      this.o.metrics.request('POST auth', res.statusCode);
     }
   }
 }

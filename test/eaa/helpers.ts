@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { type ClientHttp2Session, connect as connectH2 } from 'node:http2';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -198,6 +199,72 @@ export function client(port: number, id: AppIdentity): EaaClient {
         perMessageDeflate: false,
       });
       return Consumer.open(ws);
+    },
+  };
+}
+
+export interface H2Client {
+  session: ClientHttp2Session;
+  /** The protocol ALPN chose: 'h2'. */
+  alpn: string | false | undefined;
+  call(method: string, path: string, body?: string, headers?: Record<string, string>): Promise<Reply>;
+  close(): Promise<void>;
+}
+
+/**
+ * An app speaking HTTP/2 as a Go client does with the OpenNESS EAA (ALPN h2, one connection,
+ * requests multiplexed on it, `:authority` eaa.openness). Rejects when the handshake fails.
+ */
+export async function h2Client(
+  port: number,
+  tls: { key?: string; cert?: string; ca: string[] },
+  opts: { authority?: string } = {},
+): Promise<H2Client> {
+  const session = connectH2(`https://127.0.0.1:${port}`, { ...tls, servername: 'eaa.openness' });
+  await new Promise<void>((resolve, reject) => {
+    session.once('connect', () => resolve());
+    session.once('error', reject);
+    session.once('close', () => reject(new Error('HTTP/2 session closed before it was up')));
+  });
+  session.on('error', () => {}); // surfaces on the streams
+  return {
+    session,
+    alpn: session.alpnProtocol,
+    call(method, path, body, headers = {}) {
+      return new Promise((resolve, reject) => {
+        const stream = session.request(
+          {
+            ':method': method,
+            ':path': path,
+            ':authority': opts.authority ?? 'eaa.openness',
+            ...(body === undefined ? {} : { 'content-length': String(Buffer.byteLength(body)) }),
+            ...headers,
+          },
+          // Node ends GET, HEAD and DELETE streams at once unless told; a DELETE may carry a body here.
+          { endStream: false },
+        );
+        let status = 0;
+        let head: Record<string, string | string[] | undefined> = {};
+        const chunks: Buffer[] = [];
+        stream.on('response', (h) => {
+          status = Number(h[':status'] ?? 0);
+          head = Object.fromEntries(Object.entries(h).filter(([k]) => !k.startsWith(':')));
+        });
+        stream.on('data', (c: Buffer) => chunks.push(c));
+        stream.on('end', () =>
+          status === 0
+            ? reject(new Error(`${method} ${path}: no response headers`))
+            : resolve({ status, headers: head, body: Buffer.concat(chunks).toString('utf8') }),
+        );
+        stream.on('error', reject);
+        // A refused handshake (TLS 1.3 lets the client finish first) closes the stream unanswered.
+        stream.on('close', () => reject(new Error(`${method} ${path}: stream closed without an answer`)));
+        stream.end(body);
+      });
+    },
+    close() {
+      if (session.closed || session.destroyed) return Promise.resolve();
+      return new Promise((resolve) => session.close(() => resolve()));
     },
   };
 }
