@@ -18,12 +18,24 @@ interface NativeParser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
   execute(data: Buffer): number | Error;
   finish(): number | Error | undefined;
+  consume(handle: StreamHandle): void;
+  unconsume(): void;
   close(): void;
   [index: number]: unknown;
+}
+/** The libuv stream under a net.Socket (`socket._handle`). */
+interface StreamHandle {
+  isStreamBase?: boolean;
+  reading?: boolean;
+  _consumed?: boolean;
+  readStart(): number;
+  readStop(): number;
 }
 interface NativeParserClass {
   new (): NativeParser;
   readonly RESPONSE: number;
+  readonly kOnMessageBegin: number;
+  readonly kOnExecute: number;
   readonly kOnHeaders: number;
   readonly kOnHeadersComplete: number;
   readonly kOnBody: number;
@@ -86,7 +98,7 @@ class PendingRequest implements H1Request {
     else this.pool.dropQueued(this);
   }
   resume(): void {
-    this.conn?.socket.resume();
+    this.conn?.resume();
   }
 }
 
@@ -107,6 +119,10 @@ class H1Conn {
   #closed = false;
   /** Inside parser.execute: the parser must not be freed under its own callbacks. */
   #executing = false;
+  /** Set when llhttp reads the socket itself (`consume`): no JS Buffer or stream event per read. */
+  #handle: StreamHandle | undefined;
+  /** Response bytes arrived while no request was out: the connection is unusable. */
+  #unsolicited = false;
 
   constructor(pool: H1Pool, socket: Socket) {
     this.#pool = pool;
@@ -119,10 +135,27 @@ class H1Conn {
     parser[HTTPParser.kOnHeadersComplete] = this.#onHeadersComplete.bind(this);
     parser[HTTPParser.kOnBody] = (chunk: Buffer) => {
       const current = this.#current;
-      if (current !== undefined && !this.#informational && !current.handler.onH1Body(chunk)) socket.pause();
+      if (current !== undefined && !this.#informational && !current.handler.onH1Body(chunk)) this.#pause();
     };
     parser[HTTPParser.kOnMessageComplete] = this.#onMessageComplete.bind(this);
     this.#parser = parser;
+    const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
+    if (handle?.isStreamBase === true && handle._consumed !== true) {
+      parser[HTTPParser.kOnMessageBegin] = () => {
+        if (this.#current === undefined) this.#unsolicited = true;
+        else this.#started = true;
+      };
+      parser[HTTPParser.kOnExecute] = (ret: number | Error) => {
+        // Reads no longer pass through the JS stream, which is what re-arms the socket timeout
+        // (the body timeout between chunks): re-armed here, as node:http's server does.
+        (socket as unknown as { _unrefTimer(): void })._unrefTimer();
+        if (this.#unsolicited) this.#close();
+        this.#executed(ret);
+      };
+      parser.consume(handle);
+      this.#handle = handle;
+    }
+    // With consume this sees no data, but keeps the stream flowing so 'end' is emitted.
     socket.on('data', (data: Buffer) => {
       if (this.#current === undefined) {
         // Bytes nobody asked for (an idle keep-alive socket): the connection is unusable.
@@ -133,16 +166,7 @@ class H1Conn {
       this.#executing = true;
       const ret = parser.execute(data);
       this.#executing = false;
-      if (this.#closed) {
-        this.#freeParser();
-        return;
-      }
-      if (ret instanceof Error) {
-        this.#fail(new H1Error('UND_ERR_SOCKET', `invalid HTTP response: ${ret.message}`));
-        return;
-      }
-      const current = this.#current;
-      if (current !== undefined && !current.handler.onH1Flush()) socket.pause();
+      this.#executed(ret);
     });
     socket.on('end', () => {
       // A close-delimited body ends here; otherwise the connection died under the request.
@@ -166,6 +190,38 @@ class H1Conn {
           ),
         );
     });
+  }
+
+  /** After llhttp ran over one read (from the JS stream or, consumed, from the socket itself). */
+  #executed(ret: number | Error): void {
+    if (this.#closed) {
+      this.#freeParser();
+      return;
+    }
+    if (ret instanceof Error) {
+      this.#fail(new H1Error('UND_ERR_SOCKET', `invalid HTTP response: ${ret.message}`));
+      return;
+    }
+    const current = this.#current;
+    if (current !== undefined && !current.handler.onH1Flush()) this.#pause();
+  }
+
+  #pause(): void {
+    const handle = this.#handle;
+    if (handle === undefined) this.socket.pause();
+    else if (handle.reading === true) {
+      handle.reading = false;
+      handle.readStop();
+    }
+  }
+
+  resume(): void {
+    const handle = this.#handle;
+    if (handle === undefined) this.socket.resume();
+    else if (handle.reading !== true && !this.#closed) {
+      handle.reading = true;
+      handle.readStart();
+    }
   }
 
   send(p: Pending): void {
@@ -252,11 +308,21 @@ class H1Conn {
   }
 
   #parserFreed = false;
-  /** Once, and never from inside one of the parser's own callbacks. */
+  /**
+   * Once, and never from inside one of the parser's own callbacks. A consuming parser is
+   * unhooked now and freed on the next turn: the native read callback touches it after
+   * kOnExecute returns.
+   */
   #freeParser(): void {
     if (this.#parserFreed) return;
     this.#parserFreed = true;
-    this.#parser.close();
+    const parser = this.#parser;
+    if (this.#handle === undefined) {
+      parser.close();
+      return;
+    }
+    parser.unconsume();
+    setImmediate(() => parser.close());
   }
 
   /** Back in the idle list: the idle timeout replaces the request timeout. */

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection and are never forwarded. */
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
   // Answered by meshlet's own server (Node sends 100 Continue); undici refuses to send it.
   'expect',
@@ -16,8 +16,13 @@ const HOP_BY_HOP = new Set([
 ]);
 
 /** Extra hop-by-hop names listed in the Connection header (RFC 9110 §7.6.1). */
-function connectionTokens(value: string | undefined): Set<string> | undefined {
+export function connectionTokens(value: string | undefined): Set<string> | undefined {
   if (value === undefined) return undefined;
+  // The usual values list no header: skip the split (every keep-alive response carries one).
+  if (value.length <= 10) {
+    const v = value.toLowerCase();
+    if (v === 'keep-alive' || v === 'close') return undefined;
+  }
   const tokens = new Set<string>();
   for (const token of value.split(',')) {
     const t = token.trim().toLowerCase();
@@ -32,8 +37,17 @@ function connectionTokens(value: string | undefined): Set<string> | undefined {
  * address, `x-forwarded-proto` added when absent.
  */
 export function upstreamHeaders(req: IncomingMessage, keepUpgrade: boolean): string[] {
-  const extra = connectionTokens(req.headers.connection);
-  const raw = req.rawHeaders;
+  return upstreamRawHeaders(req.rawHeaders, req.headers.connection, req.socket.remoteAddress ?? '', keepUpgrade);
+}
+
+/** `upstreamHeaders` from raw [name, value, ...] pairs (the lean server path has no IncomingMessage). */
+export function upstreamRawHeaders(
+  raw: readonly string[],
+  connection: string | undefined,
+  client: string,
+  keepUpgrade: boolean,
+): string[] {
+  const extra = connectionTokens(connection);
   const out: string[] = [];
   let forwardedFor: string | undefined;
   let hasProto = false;
@@ -53,7 +67,6 @@ export function upstreamHeaders(req: IncomingMessage, keepUpgrade: boolean): str
     if (HOP_BY_HOP.has(lower) || extra?.has(lower)) continue;
     out.push(name, value);
   }
-  const client = req.socket.remoteAddress ?? '';
   out.push('x-forwarded-for', forwardedFor === undefined ? client : `${forwardedFor}, ${client}`);
   if (!hasProto) out.push('x-forwarded-proto', 'http');
   return out;

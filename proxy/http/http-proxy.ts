@@ -9,10 +9,10 @@ import { downstreamHeaders, downstreamRawHeaders, hasBody, isIdempotent, request
 import type { UpstreamPools } from './upstream-pools.ts';
 
 /** Errors raised by the dial step: nothing reached the endpoint, so any body-less request may be retried. */
-const CONNECT_ERRORS = new Set<unknown>([ErrorCodes.PROXY_CONNECT, ErrorCodes.PROXY_TIMEOUT]);
+export const CONNECT_ERRORS: ReadonlySet<unknown> = new Set<unknown>([ErrorCodes.PROXY_CONNECT, ErrorCodes.PROXY_TIMEOUT]);
 /** A pooled keep-alive connection that died under the request: safe to replay idempotent requests. */
-const RESET_ERRORS = new Set<unknown>(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED']);
-const TIMEOUT_ERRORS = new Set<unknown>(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+export const RESET_ERRORS: ReadonlySet<unknown> = new Set<unknown>(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED']);
+export const TIMEOUT_ERRORS: ReadonlySet<unknown> = new Set<unknown>(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /**
  * One proxied HTTP request: balanced per request, sent on the endpoint's pooled keep-alive
