@@ -58,6 +58,22 @@ export class ListSplitter {
       this.#escape = false;
       j++;
     }
+    // Most strings of an object are short: walking them in JavaScript is cheaper than a call to
+    // Buffer.indexOf (memchr), which is kept for the long ones.
+    const n = chunk.length;
+    const walk = Math.min(n, j + 64);
+    for (; j < walk; j++) {
+      const c = chunk[j];
+      if (c === 0x22) return j;
+      if (c === 0x5c) {
+        if (j + 1 >= n) {
+          this.#escape = true;
+          return -1;
+        }
+        j++;
+      }
+    }
+    if (j >= n) return -1;
     for (;;) {
       const q = chunk.indexOf(0x22, j);
       let b = 0;
@@ -96,6 +112,10 @@ export class ListSplitter {
     for (; i < n; i++) {
       const c = chunk[i] as number;
       if (c === 0x22) {
+        if (this.#inItems && depth === 2) {
+          this.#fail(); // an item that is not an object
+          return;
+        }
         const q = this.#stringEnd(chunk, i + 1);
         if (q < 0) {
           this.#inString = true;
@@ -140,6 +160,9 @@ export class ListSplitter {
           itemStart = i;
         }
         depth++;
+      } else if (this.#inItems && depth === 2 && c !== 0x2c && c !== 0x5d && c > 0x20) {
+        this.#fail(); // a scalar item: this is not a list of objects
+        return;
       } else if (c === 0x7d || c === 0x5d) {
         depth--;
         if (depth < 0) {

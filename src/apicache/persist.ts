@@ -31,7 +31,8 @@ import type { Logger } from '../log.ts';
 export interface Collection {
   readonly name: string;
   header(): Record<string, unknown>;
-  entries(): Iterable<[string, string]>;
+  /** Values are one-line JSON; a Buffer is written as it is (no string made of it). */
+  entries(): Iterable<[string, string | Buffer]>;
 }
 
 export interface LoadedCollection {
@@ -52,6 +53,7 @@ export interface PersisterOptions {
 
 const MAGIC = 'meshlet-apicache-snapshot 1';
 const SAFE_NAME = /^[a-z0-9_.-]+$/;
+const SNAPSHOT_BUFFER = 1 << 20;
 
 type Op = { kind: 'P'; key: string; value: string } | { kind: 'D'; key: string } | { kind: 'H'; header: string };
 
@@ -237,23 +239,37 @@ export class Persister {
     const fd = openSync(tmp, 'w', 0o600);
     let bytes = 0;
     try {
-      const chunks: string[] = [];
-      let pendingLen = 0;
-      const emit = (s: string, force = false) => {
-        chunks.push(s);
-        pendingLen += s.length;
-        if (pendingLen > 1 << 20 || force) {
-          const buf = Buffer.from(chunks.join(''));
-          chunks.length = 0;
-          pendingLen = 0;
-          hash.update(buf);
-          writeAll(fd, buf);
-          bytes += buf.length;
-        }
+      // Lines are copied into one reused buffer and written from it: no string or Buffer per
+      // object, so a snapshot of a large cache leaves no garbage behind.
+      const buf = Buffer.allocUnsafeSlow(SNAPSHOT_BUFFER);
+      let used = 0;
+      const flushBuf = () => {
+        if (used === 0) return;
+        const view = buf.subarray(0, used);
+        hash.update(view);
+        writeAll(fd, view);
+        bytes += used;
+        used = 0;
       };
-      emit(`${MAGIC}\n${JSON.stringify({ ...c.header(), gen })}\n`);
-      for (const [key, value] of c.entries()) emit(`${key}\t${value}\n`);
-      emit('', true);
+      const put = (v: string | Buffer) => {
+        const n = typeof v === 'string' ? Buffer.byteLength(v) : v.length;
+        if (used + n > buf.length) flushBuf();
+        if (n > buf.length) {
+          const big = typeof v === 'string' ? Buffer.from(v) : v;
+          hash.update(big);
+          writeAll(fd, big);
+          bytes += n;
+          return;
+        }
+        used += typeof v === 'string' ? buf.write(v, used, 'utf8') : v.copy(buf, used);
+      };
+      put(`${MAGIC}\n${JSON.stringify({ ...c.header(), gen })}\n`);
+      for (const [key, value] of c.entries()) {
+        put(`${key}\t`);
+        put(value);
+        put('\n');
+      }
+      flushBuf();
       const trailer = Buffer.from(`sha256 ${hash.digest('hex')}\n`);
       writeAll(fd, trailer);
       fsyncSync(fd);

@@ -98,6 +98,13 @@ const HOP_BY_HOP = new Set([
 ]);
 
 const MAX_BUFFERED_BODY = 16 << 20;
+/** A LIST tee copies the response into buffers of this size (one allocation each, outside the malloc heap). */
+const COALESCE_BYTES = 256 << 10;
+/** How long one slice of a LIST's deferred cache work may run before yielding to I/O. */
+const SLICE_MS = 2;
+/** Past this much of one LIST body held, the rest is split as it arrives (memory stays bounded). */
+const MAX_HELD_BYTES = 64 << 20;
+const EMPTY = Buffer.alloc(0);
 
 interface PendingPages {
   key: string;
@@ -343,7 +350,7 @@ export class EdgeServer {
         this.#o.store.forget(teeKey, info.namespace, info.name);
       }
       upRes.on('data', (chunk: Buffer) => {
-        // The client's bytes go first; the cache's work on them happens after (same tick).
+        // The client's bytes go first; a tee only keeps a copy here (its work runs after the response).
         if (!res.write(chunk)) {
           upRes.pause();
           res.once('drain', () => upRes.resume());
@@ -396,9 +403,23 @@ export class EdgeServer {
     if (o) this.#o.store.applyEvent(key, meta, 'MODIFIED', o, o.rv, undefined);
   }
 
-  /** The tee of a LIST: items are split out as the bytes pass; the scope is replaced when the last page ends. */
+  /**
+   * The tee of a LIST. The client's bytes are never waited on: while the response streams, each
+   * chunk is only copied into large buffers (the apiserver sends about one item per chunk: ~1,500
+   * chunks for 1,000 pods); the cache work starts after the last byte was written, in slices of
+   * about SLICE_MS that yield to I/O, so neither this response nor the next request waits for it.
+   * Until that LIST is committed, later watch events and GET answers for the resource are queued
+   * by the store (store.hold), so the LIST cannot overwrite what happened after it.
+   *
+   * Items are split out of those buffers; an item whose bytes are those of the same position in
+   * the scope's last LIST is the cached object itself (one memcmp, no scan); any other is scanned
+   * once for its metadata (meta-scan.ts). Pages of a paged LIST (limit/continue) are processed as
+   * they stream (the next page's request may follow at once and must find this page's state) and
+   * assembled across pages; the scope is replaced when the last page ends.
+   */
   #listTee(key: string, info: RequestInfo): [(chunk: Buffer) => void, () => void] {
     const token = info.query.get('continue') ?? '';
+    const paged = token !== '' || info.query.has('limit');
     let pending: PendingPages | undefined;
     if (token !== '') {
       pending = this.#pages.get(token);
@@ -416,9 +437,6 @@ export class EdgeServer {
       };
     }
     const p = pending;
-    // Each item becomes its cache entry as it passes (no list of raw items is kept): an item whose
-    // bytes are those of the same position in the scope's last LIST is the cached object itself
-    // (one memcmp, no parse); any other is parsed once.
     let meta: ResourceMeta | undefined;
     const splitter = new ListSplitter(
       (item, predicted) => {
@@ -438,13 +456,9 @@ export class EdgeServer {
         return o?.json.subarray(o.head);
       },
     );
-    const onChunk = (chunk: Buffer) => {
-      if (p) splitter.write(chunk);
-    };
-    const finish = () => {
-      if (!p) return; // a page of a list whose start we did not see
+    const commit = () => {
       const shell = splitter.end();
-      if (!shell || !splitter.ok) return;
+      if (!p || !shell || !splitter.ok) return;
       const md = (shell.metadata ?? {}) as { resourceVersion?: string; continue?: string };
       if (md.continue) {
         for (const [k, v] of this.#pages) if (Date.now() - v.at > 120_000) this.#pages.delete(k);
@@ -457,7 +471,63 @@ export class EdgeServer {
         { group: info.group, version: info.version, kind },
         { ...p.scope, rv: md.resourceVersion ?? '' },
         p.items,
+        true,
       );
+    };
+    if (!p) return [() => {}, () => {}]; // a page of a list whose start we did not see
+    if (paged) return [(chunk) => splitter.write(chunk), commit];
+
+    const held: Buffer[] = [];
+    let heldBytes = 0;
+    let next = 0;
+    let cur: Buffer | undefined;
+    let used = 0;
+    const onChunk = (chunk: Buffer) => {
+      for (let off = 0; off < chunk.length; ) {
+        cur ??= Buffer.allocUnsafeSlow(COALESCE_BYTES);
+        const n = chunk.copy(cur, used, off);
+        used += n;
+        off += n;
+        if (used === cur.length) {
+          held.push(cur);
+          heldBytes += cur.length;
+          cur = undefined;
+          used = 0;
+          // A very large body is not kept whole: past MAX_HELD_BYTES its buffers are split as they fill.
+          if (heldBytes > MAX_HELD_BYTES) {
+            for (; next < held.length; next++) {
+              splitter.write(held[next] as Buffer);
+              held[next] = EMPTY;
+            }
+          }
+        }
+      }
+    };
+    const finish = () => {
+      if (cur) held.push(cur.subarray(0, used));
+      cur = undefined;
+      const release = this.#o.store.hold(key);
+      const step = () => {
+        let done = true;
+        try {
+          const until = performance.now() + SLICE_MS;
+          while (next < held.length) {
+            splitter.write(held[next] as Buffer);
+            held[next++] = EMPTY;
+            if (next < held.length && performance.now() > until) {
+              done = false;
+              setImmediate(step);
+              return;
+            }
+          }
+          commit();
+        } catch (err) {
+          this.#log.warn({ err: errorMessage(err), path: info.path }, 'could not cache a response');
+        } finally {
+          if (done) release();
+        }
+      };
+      setImmediate(step);
     };
     return [onChunk, finish];
   }

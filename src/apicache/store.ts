@@ -1,4 +1,5 @@
 import type { Logger } from '../log.ts';
+import { scanObjectMeta } from './meta-scan.ts';
 import type { Persister } from './persist.ts';
 import {
   type FieldRequirement,
@@ -25,22 +26,68 @@ import {
  * longer returns are deleted).
  */
 
-export interface CachedObject {
-  name: string;
-  namespace: string;
-  rv: string;
-  labels: Readonly<Record<string, string>> | undefined;
+/**
+ * One cached object. Kept small on the heap (10,000 pods are 10,000 of these): the labels are not
+ * held as an object but read from the JSON when a label selector asks (offline LISTs and scope
+ * replacement only), and namespaces are shared strings.
+ */
+export class CachedObject {
+  readonly name: string;
+  readonly namespace: string;
+  readonly rv: string;
   /**
    * Compact JSON with kind and apiVersion, kept once as a Buffer (no JS string, no parsed object:
    * it is written to clients as it is).
    */
-  json: Buffer;
+  readonly json: Buffer;
   /**
    * Where the object's own bytes start in `json`: `json.subarray(head)` is the object as the
    * apiserver sent it without its opening brace (`head` > 1 when kind and apiVersion were added in
    * front). A LIST item with exactly those bytes is this object unchanged (see ListSplitter).
    */
-  head: number;
+  readonly head: number;
+  /** metadata.labels as `json[labelsAt, labelsEnd)`, or (labelsEnd 0) #labelsObject. */
+  readonly #labelsAt: number;
+  readonly #labelsEnd: number;
+  readonly #labelsObject: Readonly<Record<string, string>> | undefined;
+
+  constructor(
+    name: string,
+    namespace: string,
+    rv: string,
+    json: Buffer,
+    head: number,
+    labels: [number, number] | Readonly<Record<string, string>> | undefined,
+  ) {
+    this.name = name;
+    this.namespace = internNamespace(namespace);
+    this.rv = rv;
+    this.json = json;
+    this.head = head;
+    const span = Array.isArray(labels) ? labels : undefined;
+    this.#labelsAt = span?.[0] ?? 0;
+    this.#labelsEnd = span?.[1] ?? 0;
+    this.#labelsObject = span ? undefined : (labels as Readonly<Record<string, string>> | undefined);
+  }
+
+  get labels(): Readonly<Record<string, string>> | undefined {
+    if (this.#labelsEnd === 0) return this.#labelsObject;
+    try {
+      return JSON.parse(this.json.toString('utf8', this.#labelsAt, this.#labelsEnd)) as Record<string, string>;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+const namespaces = new Map<string, string>();
+
+/** One string per namespace name (bounded, so a flood of names cannot grow it without limit). */
+function internNamespace(ns: string): string {
+  const known = namespaces.get(ns);
+  if (known !== undefined) return known;
+  if (namespaces.size < 65_536) namespaces.set(ns, ns);
+  return ns;
 }
 
 export interface Scope {
@@ -92,7 +139,7 @@ export function matcherFor(scope: Omit<Scope, 'rv'>): Matcher {
 
 export function matches(m: Matcher, o: CachedObject): boolean {
   if (m.namespace !== '' && o.namespace !== m.namespace) return false;
-  if (!matchLabels(m.labels, o.labels)) return false;
+  if (m.labels.length > 0 && !matchLabels(m.labels, o.labels)) return false;
   if (m.fields.length === 0) return true;
   let parsed: unknown;
   return matchFields(m.fields, (path) => {
@@ -103,9 +150,16 @@ export function matches(m: Matcher, o: CachedObject): boolean {
   });
 }
 
-/** Parses one object's JSON (as served by the apiserver) into a cache entry, adding kind/apiVersion if missing. */
+/**
+ * One object's JSON (as served by the apiserver) as a cache entry, kind/apiVersion added if
+ * missing. The index fields come from a targeted scan (meta-scan.ts), not a parse; JSON.parse is
+ * only the fallback for what the scan is unsure of, and for multi-line (pretty) JSON, which is
+ * re-serialized to one line (one line per object on disk).
+ */
 export function toCached(json: string | Buffer, meta: ResourceMeta | undefined): CachedObject | undefined {
-  let buf = typeof json === 'string' ? Buffer.from(json) : json;
+  const buf = typeof json === 'string' ? Buffer.from(json) : json;
+  const m = buf.indexOf(0x0a) < 0 ? scanObjectMeta(buf) : undefined;
+  if (m) return build(buf, m.start, m.end, m.hasKind, meta, m);
   let obj: {
     kind?: string;
     apiVersion?: string;
@@ -118,31 +172,61 @@ export function toCached(json: string | Buffer, meta: ResourceMeta | undefined):
   }
   const md = obj?.metadata;
   if (!md?.name) return undefined;
-  if (buf.indexOf(0x0a) >= 0) buf = Buffer.from(JSON.stringify(obj)); // one line per object on disk
-  const open = buf.indexOf(0x7b) + 1;
-  let out: Buffer;
-  let head = 1;
-  if (obj.kind === undefined && meta) {
-    const apiVersion = meta.group === '' ? meta.version : `${meta.group}/${meta.version}`;
-    const prefix = `{"kind":${JSON.stringify(meta.kind)},"apiVersion":${JSON.stringify(apiVersion)}${buf[open] === 0x7d ? '' : ','}`;
-    head = Buffer.byteLength(prefix);
-    out = Buffer.allocUnsafe(head + buf.length - open);
-    out.write(prefix, 0, 'utf8');
-    buf.copy(out, head, open);
-  } else {
-    // A copy of exactly these bytes: `buf` may be a view of a larger network chunk.
-    out = Buffer.allocUnsafe(buf.length - open + 1);
-    out[0] = 0x7b;
-    buf.copy(out, 1, open);
-  }
-  return {
+  const one = buf.indexOf(0x0a) >= 0 ? Buffer.from(JSON.stringify(obj)) : buf;
+  const start = one.indexOf(0x7b);
+  let end = one.length;
+  while (end > start && one[end - 1] !== 0x7d) end--;
+  return build(one, start, end, obj.kind !== undefined, meta, {
     name: md.name,
     namespace: md.namespace ?? '',
-    rv: md.resourceVersion ?? '',
-    labels: md.labels,
-    json: out,
-    head,
-  };
+    resourceVersion: md.resourceVersion ?? '',
+    labels: md.labels !== null && typeof md.labels === 'object' && !Array.isArray(md.labels) ? md.labels : undefined,
+  });
+}
+
+/** The entry: a copy of exactly the object's bytes `buf[start, end)` (buf may be a view of a larger chunk). */
+function build(
+  buf: Buffer,
+  start: number,
+  end: number,
+  hasKind: boolean,
+  meta: ResourceMeta | undefined,
+  md: {
+    name: string;
+    namespace: string;
+    resourceVersion: string;
+    labels: [number, number] | Readonly<Record<string, string>> | undefined;
+  },
+): CachedObject {
+  const open = start + 1;
+  let out: Buffer;
+  let head = 1;
+  if (!hasKind && meta) {
+    const apiVersion = meta.group === '' ? meta.version : `${meta.group}/${meta.version}`;
+    const prefix = `{"kind":${JSON.stringify(meta.kind)},"apiVersion":${JSON.stringify(apiVersion)}${buf[skipWsAt(buf, open)] === 0x7d ? '' : ','}`;
+    head = Buffer.byteLength(prefix);
+    out = allocEntry(head + end - open);
+    out.write(prefix, 0, 'utf8');
+    buf.copy(out, head, open, end);
+  } else {
+    out = allocEntry(end - open + 1);
+    out[0] = 0x7b;
+    buf.copy(out, 1, open, end);
+  }
+  // A label span moves with the bytes: buf[open] is out[head].
+  const labels = Array.isArray(md.labels)
+    ? ([md.labels[0] - open + head, md.labels[1] - open + head] as [number, number])
+    : (md.labels as Readonly<Record<string, string>> | undefined);
+  return new CachedObject(md.name, md.namespace, md.resourceVersion, out, head, labels);
+}
+
+function skipWsAt(b: Buffer, i: number): number {
+  while (i < b.length && (b[i] === 0x20 || b[i] === 0x09 || b[i] === 0x0d || b[i] === 0x0a)) i++;
+  return i;
+}
+
+function allocEntry(n: number): Buffer {
+  return Buffer.allocUnsafe(n);
 }
 
 export class ResourceCache {
@@ -210,6 +294,8 @@ export class CacheStore {
   readonly #maxBytes: number;
   readonly #onOverflow: () => void;
   #overflowLogged = false;
+  /** Resources with a LIST being committed after its response: later changes wait for it (see hold). */
+  readonly #holds = new Map<string, { n: number; queue: (() => void)[] }>();
 
   constructor(opts: StoreOptions) {
     this.#persister = opts.persister;
@@ -270,10 +356,44 @@ export class CacheStore {
   }
 
   /**
+   * Defers every later change of resource `key` (watch events, GET answers, scope replacements)
+   * until the returned release() is called: a LIST whose cache work runs after its response was
+   * sent commits under a hold (replaceScope with `held`), so a watch event that arrived
+   * meanwhile (newer than the LIST) is applied after it, not overwritten by it.
+   */
+  hold(key: string): () => void {
+    let h = this.#holds.get(key);
+    if (!h) {
+      h = { n: 0, queue: [] };
+      this.#holds.set(key, h);
+    }
+    const held = h;
+    held.n++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--held.n > 0) return;
+      this.#holds.delete(key);
+      for (const fn of held.queue) fn();
+    };
+  }
+
+  /** Queues fn when `key` is held (true), or leaves it to the caller to run now (false). */
+  #deferred(key: string, fn: () => void): boolean {
+    const h = this.#holds.get(key);
+    if (!h) return false;
+    h.queue.push(fn);
+    return true;
+  }
+
+  /**
    * A complete LIST of a scope: its objects replace what the scope held. Returns false when the
    * list did not fit (the scope is then not marked complete, so it is never served partially).
+   * `held`: the caller holds the resource (hold()) and commits under it.
    */
-  replaceScope(key: string, meta: ResourceMeta, scope: Scope, items: CachedObject[]): boolean {
+  replaceScope(key: string, meta: ResourceMeta, scope: Scope, items: CachedObject[], held = false): boolean {
+    if (!held && this.#deferred(key, () => this.replaceScope(key, meta, scope, items))) return true;
     const r = this.#ensure(key, meta);
     const fresh = new Map(items.map((o) => [ResourceCache.objectKey(o.namespace, o.name), o]));
     let extra = 0;
@@ -326,6 +446,7 @@ export class CacheStore {
     rv: string,
     watchScope: Omit<Scope, 'rv'> | undefined,
   ): void {
+    if (this.#deferred(key, () => this.applyEvent(key, meta, type, o, rv, watchScope))) return;
     const r = this.#ensure(key, meta);
     const name = collectionName(key);
     if (o && type !== 'BOOKMARK') {
@@ -356,6 +477,7 @@ export class CacheStore {
 
   /** A GET answered 404: the object is gone. */
   forget(key: string, namespace: string, objName: string): void {
+    if (this.#deferred(key, () => this.forget(key, namespace, objName))) return;
     const r = this.#resources.get(key);
     const k = ResourceCache.objectKey(namespace, objName);
     if (r?.remove(k)) this.#persister?.delete(collectionName(key), k);
@@ -398,6 +520,6 @@ export class CacheStore {
   }
 }
 
-function* entriesOf(r: ResourceCache): Iterable<[string, string]> {
-  for (const [k, o] of r.objects) yield [k, o.json.toString('utf8')];
+function* entriesOf(r: ResourceCache): Iterable<[string, Buffer]> {
+  for (const [k, o] of r.objects) yield [k, o.json];
 }
