@@ -52,6 +52,9 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, H1Handler {
       if (res.writableFinished) return;
       this.#controller?.abort(new Error('client went away'));
       this.#h1?.abort();
+      // An aborted lean request reports nothing back: the endpoint's in-flight count (least
+      // request) must come down here, once.
+      this.#finish();
     });
   }
 
