@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { apicacheBenchmark } from './apicache.ts';
-import { dnsBenchmark } from './dns.ts';
+import { dnsBenchmark, dnsK8sBenchmark } from './dns.ts';
 import { eaaBenchmark } from './eaa.ts';
 import { l4Benchmark } from './l4.ts';
 import { l7Benchmark } from './l7.ts';
@@ -20,7 +20,15 @@ import { ensureCoreDNS, ensureDebianTools } from './lib/peers.ts';
 import { memoryBenchmark } from './memory.ts';
 import { renderReadme } from './render.ts';
 
-export const BENCHMARKS: Benchmark[] = [memoryBenchmark, dnsBenchmark, l4Benchmark, l7Benchmark, apicacheBenchmark, eaaBenchmark];
+export const BENCHMARKS: Benchmark[] = [
+  memoryBenchmark,
+  dnsBenchmark,
+  dnsK8sBenchmark,
+  l4Benchmark,
+  l7Benchmark,
+  apicacheBenchmark,
+  eaaBenchmark,
+];
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 

@@ -11,7 +11,7 @@ import { formatNumber } from './lib/harness.ts';
 import type { BenchResult, ChartKind, MetricSpec } from './lib/result.ts';
 import { barChart } from './lib/svg.ts';
 
-const ORDER = ['memory', 'dns', 'l4', 'l7', 'apicache', 'eaa'];
+const ORDER = ['memory', 'dns', 'dns-k8s', 'l4', 'l7', 'apicache', 'eaa'];
 const CHART_TITLES: Record<ChartKind, string> = {
   throughput: 'Throughput',
   latency: 'Latency',
@@ -181,7 +181,7 @@ export function renderReadme(repo: string): void {
     '```sh',
     'npm run bench                      # everything (see the duration below)',
     'npm run bench -- --quick           # fewer, shorter rounds: every benchmark in a few minutes',
-    'npm run bench -- --only dns,l7     # some benchmarks (memory, dns, l4, l7, apicache, eaa)',
+    'npm run bench -- --only dns,l7     # some benchmarks (memory, dns, dns-k8s, l4, l7, apicache, eaa)',
     'npm run bench -- --list            # what exists and what is skipped',
     'node bench/render.ts               # re-render this README and the charts from bench/results/*.json',
     '```',
