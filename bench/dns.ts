@@ -216,45 +216,46 @@ function dnsBenchmarkOf(kubernetes: boolean): Benchmark {
       });
 
       const coredns = ctx.coredns as string;
+      /** meshlet with `source` (YAML under the key) and the shared upstream. */
+      const meshlet = (name: string, label: string, source: string): ContenderDef => ({
+        name,
+        label,
+        async start() {
+          const port = await freePort();
+          const config = join(dir, `${name}.yaml`);
+          writeFileSync(config, `source:\n${source}`);
+          const m = await startMeshlet({
+            repo: ctx.repo,
+            name,
+            config,
+            sets: [`dns.port=${port}`, `dns.upstreams=127.0.0.1:${upstreamPort}`, 'proxy.enabled=false'],
+            log: join(dir, `${name}.log`),
+          });
+          return instance(name, m.service, port);
+        },
+      });
+      /** CoreDNS answering cluster.local with `zone` (plugin lines), then cache and the shared upstream. */
+      const coreDNS = (name: string, label: string, zone: string[]): ContenderDef => ({
+        name,
+        label,
+        async start() {
+          const port = await freePort();
+          const corefile = [
+            `.:${port} {`,
+            '  bind 127.0.0.1',
+            ...zone,
+            '  cache 30',
+            `  forward . 127.0.0.1:${upstreamPort}`,
+            '}',
+            '',
+          ];
+          const s = await startCoreDNS({ binary: coredns, dir, name, corefile: corefile.join('\n'), port, probe: probeCluster });
+          return instance(name, s, port);
+        },
+      });
       const all: ContenderDef[] = [
-        {
-          name: 'meshlet',
-          label: 'meshlet',
-          async start() {
-            const port = await freePort();
-            const config = join(dir, 'meshlet.yaml');
-            writeFileSync(config, `source:\n  kind: file\n  file:\n    path: ${registry}\n`);
-            const m = await startMeshlet({
-              repo: ctx.repo,
-              name: 'meshlet',
-              config,
-              sets: [`dns.port=${port}`, `dns.upstreams=127.0.0.1:${upstreamPort}`, 'proxy.enabled=false'],
-              log: join(dir, 'meshlet.log'),
-            });
-            return instance('meshlet', m.service, port);
-          },
-        },
-        {
-          name: 'coredns',
-          label: 'CoreDNS',
-          async start() {
-            const port = await freePort();
-            const corefile = [
-              `.:${port} {`,
-              '  bind 127.0.0.1',
-              `  hosts ${hosts} cluster.local {`,
-              '    ttl 5',
-              '    no_reverse',
-              '  }',
-              '  cache 30',
-              `  forward . 127.0.0.1:${upstreamPort}`,
-              '}',
-              '',
-            ].join('\n');
-            const s = await startCoreDNS({ binary: coredns, dir, name: 'coredns', corefile, port, probe: probeCluster });
-            return instance('coredns', s, port);
-          },
-        },
+        meshlet('meshlet', 'meshlet', `  kind: file\n  file:\n    path: ${registry}\n`),
+        coreDNS('coredns', 'CoreDNS', [`  hosts ${hosts} cluster.local {`, '    ttl 5', '    no_reverse', '  }']),
         {
           name: 'dnsmasq',
           label: 'dnsmasq',
@@ -276,47 +277,20 @@ function dnsBenchmarkOf(kubernetes: boolean): Benchmark {
             return instance('dnsmasq', s, port);
           },
         },
-        {
-          name: 'meshlet-k8s',
-          label: 'meshlet, Kubernetes source',
-          async start() {
-            const port = await freePort();
-            const config = join(dir, 'meshlet-k8s.yaml');
-            writeFileSync(config, `source:\n  kind: kubernetes\n  kubernetes:\n    kubeconfig: ${kubeconfig}\n`);
-            const m = await startMeshlet({
-              repo: ctx.repo,
-              name: 'meshlet-k8s',
-              config,
-              sets: [`dns.port=${port}`, `dns.upstreams=127.0.0.1:${upstreamPort}`, 'proxy.enabled=false'],
-              log: join(dir, 'meshlet-k8s.log'),
-            });
-            return instance('meshlet-k8s', m.service, port);
-          },
-        },
-        {
-          name: 'coredns-k8s',
-          label: 'CoreDNS, kubernetes plugin',
-          async start() {
-            const port = await freePort();
-            // kubeadm's Corefile, less the plugins that do not answer queries (errors, health, ready, prometheus, loop, reload, loadbalance).
-            const corefile = [
-              `.:${port} {`,
-              '  bind 127.0.0.1',
-              '  kubernetes cluster.local in-addr.arpa ip6.arpa {',
-              `    kubeconfig ${kubeconfig}`,
-              '    pods insecure',
-              '    fallthrough in-addr.arpa ip6.arpa',
-              '    ttl 30',
-              '  }',
-              '  cache 30',
-              `  forward . 127.0.0.1:${upstreamPort}`,
-              '}',
-              '',
-            ].join('\n');
-            const s = await startCoreDNS({ binary: coredns, dir, name: 'coredns-k8s', corefile, port, probe: probeCluster });
-            return instance('coredns-k8s', s, port);
-          },
-        },
+        meshlet(
+          'meshlet-k8s',
+          'meshlet, Kubernetes source',
+          `  kind: kubernetes\n  kubernetes:\n    kubeconfig: ${kubeconfig}\n`,
+        ),
+        // kubeadm's Corefile, less the plugins that do not answer queries (errors, health, ready, prometheus, loop, reload, loadbalance).
+        coreDNS('coredns-k8s', 'CoreDNS, kubernetes plugin', [
+          '  kubernetes cluster.local in-addr.arpa ip6.arpa {',
+          `    kubeconfig ${kubeconfig}`,
+          '    pods insecure',
+          '    fallthrough in-addr.arpa ip6.arpa',
+          '    ttl 30',
+          '  }',
+        ]),
       ];
       // CoreDNS first among the Kubernetes-fed: its warm-up sets the fixed rate for both.
       const contenders = kubernetes ? [all[4], all[3]].filter((c): c is ContenderDef => c !== undefined) : all.slice(0, 3);

@@ -1,6 +1,6 @@
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { Dialer, DialTarget } from '../connect/dialer.ts';
+import { HTTPParser, type NativeParser, type StreamHandle } from './llhttp.ts';
 
 /**
  * The lean upstream client of the common case (a request without a body, not an upgrade):
@@ -13,35 +13,6 @@ import type { Dialer, DialTarget } from '../connect/dialer.ts';
  * that fails before any response byte is `UND_ERR_SOCKET`, timeouts `UND_ERR_HEADERS_TIMEOUT`
  * / `UND_ERR_BODY_TIMEOUT`; dial errors come from the Dialer as they are.
  */
-
-interface NativeParser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(data: Buffer): number | Error;
-  finish(): number | Error | undefined;
-  consume(handle: StreamHandle): void;
-  unconsume(): void;
-  close(): void;
-  [index: number]: unknown;
-}
-/** The libuv stream under a net.Socket (`socket._handle`). */
-interface StreamHandle {
-  isStreamBase?: boolean;
-  reading?: boolean;
-  _consumed?: boolean;
-  readStart(): number;
-  readStop(): number;
-}
-interface NativeParserClass {
-  new (): NativeParser;
-  readonly RESPONSE: number;
-  readonly kOnMessageBegin: number;
-  readonly kOnExecute: number;
-  readonly kOnHeaders: number;
-  readonly kOnHeadersComplete: number;
-  readonly kOnBody: number;
-  readonly kOnMessageComplete: number;
-}
-const { HTTPParser } = createRequire(import.meta.url)('node:_http_common') as { HTTPParser: NativeParserClass };
 
 /** What a request on the pool reports back (the exchange implements it). */
 export interface H1Handler {

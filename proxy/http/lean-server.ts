@@ -1,5 +1,4 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import { errorMessage } from '../../src/errors.ts';
 import type { ProxyEndpoint } from '../balance/picker.ts';
@@ -8,6 +7,7 @@ import type { RouteContext } from '../route.ts';
 import type { H1Handler, H1Request } from './h1-pool.ts';
 import { downstreamRawHeaders, isIdempotent, requestHead, upstreamRawHeaders } from './headers.ts';
 import { CONNECT_ERRORS, RESET_ERRORS, TIMEOUT_ERRORS } from './http-proxy.ts';
+import { HTTPParser, METHODS, type NativeParser, type StreamHandle } from './llhttp.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 
 /**
@@ -28,42 +28,9 @@ import type { UpstreamPools } from './upstream-pools.ts';
  * responses before it and closes the connection, as node:http's clientError path does.
  */
 
-interface NativeParser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(data: Buffer): number | Error;
-  finish(): number | Error | undefined;
-  consume(handle: StreamHandle): void;
-  unconsume(): void;
-  getCurrentBuffer(): Buffer;
-  close(): void;
-  [index: number]: unknown;
-}
-/** The libuv stream under a net.Socket (`socket._handle`), as node:http's server drives it. */
-interface StreamHandle {
-  isStreamBase?: boolean;
-  reading?: boolean;
-  _consumed?: boolean;
-  readStart(): number;
-  readStop(): number;
-}
-interface NativeParserClass {
-  new (): NativeParser;
-  readonly REQUEST: number;
-  readonly kOnHeaders: number;
-  readonly kOnHeadersComplete: number;
-  readonly kOnBody: number;
-  readonly kOnMessageComplete: number;
-  readonly kOnExecute: number;
-}
-const common = createRequire(import.meta.url)('node:_http_common') as {
-  HTTPParser: NativeParserClass;
-  methods: readonly string[];
-};
-const { HTTPParser, methods } = common;
-
 /** llhttp method numbers that take the lean path (when the request has no body). */
 const LEAN_METHODS = new Set(
-  ['GET', 'HEAD', 'DELETE', 'OPTIONS', 'POST', 'PUT', 'PATCH'].map((m) => methods.indexOf(m)).filter((i) => i >= 0),
+  ['GET', 'HEAD', 'DELETE', 'OPTIONS', 'POST', 'PUT', 'PATCH'].map((m) => METHODS.indexOf(m)).filter((i) => i >= 0),
 );
 
 /** onHeadersComplete return values understood by llhttp: go on, or stop here as for an upgrade. */
@@ -252,7 +219,7 @@ export class LeanConnection {
       url = this.#url;
       this.#url = '';
     }
-    const name = methods[method];
+    const name = METHODS[method];
     if (name === undefined) {
       this.#bad = true;
       return STOP;

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { KubeConfig as KubeConfigType } from '@kubernetes/client-node';
 import { ErrorCodes, errorMessage, MeshletError } from '../errors.ts';
+import { loadKubeConfig } from './kubeconfig-load.ts';
 
 /** How meshlet reaches an apiserver: its base URL and the TLS/auth options of each request. */
 export interface KubeConnection {
@@ -132,17 +133,7 @@ function inProcessConnection(opts: KubeConnectionOptions): KubeConnection {
   const kc: KubeConfigType = new (loadClientNode().KubeConfig)();
   let how: string;
   try {
-    if (opts.kubeconfig) {
-      kc.loadFromFile(opts.kubeconfig);
-      how = opts.kubeconfig;
-    } else if (process.env.KUBERNETES_SERVICE_HOST && !process.env.KUBECONFIG) {
-      kc.loadFromCluster();
-      how = 'in-cluster config';
-    } else {
-      kc.loadFromDefault();
-      how = process.env.KUBECONFIG ?? '~/.kube/config';
-    }
-    if (opts.context) kc.setCurrentContext(opts.context);
+    how = loadKubeConfig(kc, opts);
   } catch (err) {
     throw new MeshletError(
       ErrorCodes.KUBE_CONFIG,

@@ -10,21 +10,11 @@
 import type { RequestOptions } from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { KubeConnectionOptions, ResolvedCredentials } from './connection.ts';
+import { loadKubeConfig } from './kubeconfig-load.ts';
 
 async function resolve(opts: KubeConnectionOptions): Promise<ResolvedCredentials> {
   const kc = new KubeConfig();
-  let how: string;
-  if (opts.kubeconfig) {
-    kc.loadFromFile(opts.kubeconfig);
-    how = opts.kubeconfig;
-  } else if (process.env.KUBERNETES_SERVICE_HOST && !process.env.KUBECONFIG) {
-    kc.loadFromCluster();
-    how = 'in-cluster config';
-  } else {
-    kc.loadFromDefault();
-    how = process.env.KUBECONFIG ?? '~/.kube/config';
-  }
-  if (opts.context) kc.setCurrentContext(opts.context);
+  const how = loadKubeConfig(kc, opts);
   const cluster = kc.getCurrentCluster();
   const user = kc.getCurrentUser();
   const context = kc.getCurrentContext();
