@@ -1,18 +1,12 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
-import { ErrorCodes, errorMessage } from '../../src/errors.ts';
+import { errorMessage } from '../../src/errors.ts';
 import type { ProxyEndpoint } from '../balance/picker.ts';
-import { recordConnectFailure } from '../connect/connect-endpoint.ts';
 import type { RouteContext } from '../route.ts';
+import { RequestAttempts } from './attempts.ts';
 import type { H1Handler, H1Request } from './h1-pool.ts';
-import { downstreamHeaders, downstreamRawHeaders, hasBody, isIdempotent, requestHead, upstreamHeaders } from './headers.ts';
+import { downstreamHeaders, downstreamRawHeaders, hasBody, requestHead, upstreamHeaders } from './headers.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
-
-/** Errors raised by the dial step: nothing reached the endpoint, so any body-less request may be retried. */
-export const CONNECT_ERRORS: ReadonlySet<unknown> = new Set<unknown>([ErrorCodes.PROXY_CONNECT, ErrorCodes.PROXY_TIMEOUT]);
-/** A pooled keep-alive connection that died under the request: safe to replay idempotent requests. */
-export const RESET_ERRORS: ReadonlySet<unknown> = new Set<unknown>(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED']);
-export const TIMEOUT_ERRORS: ReadonlySet<unknown> = new Set<unknown>(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /**
  * One proxied HTTP request: balanced per request, sent on the endpoint's pooled keep-alive
@@ -29,15 +23,12 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, H1Handler {
   readonly #res: ServerResponse;
   readonly #headers: string[];
   readonly #replayable: boolean;
-  /** Endpoints tried, made on the first retry; until then only `#firstId`. */
-  #tried: Set<string> | undefined;
-  #firstId: string | undefined;
+  readonly #attempts = new RequestAttempts();
   #endpoint: ProxyEndpoint | undefined;
   #controller: Dispatcher.DispatchController | undefined;
   #h1: H1Request | undefined;
   /** Lean path: the last body chunk, held so a small response goes out in one write with its end. */
   #pending: Buffer | undefined;
-  #attempts = 0;
   #responded = false;
   #done = false;
 
@@ -64,23 +55,12 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, H1Handler {
 
   #dispatch(previous: ProxyEndpoint | undefined): void {
     const route = this.#route;
-    const clientIp = this.#req.socket.remoteAddress ?? '';
-    const tried = this.#tried;
-    const endpoint =
-      (tried === undefined
-        ? route.picker.pick({ clientIp, headers: this.#req.headers })
-        : route.picker.pick({ clientIp, headers: this.#req.headers, exclude: tried })) ?? previous;
+    const endpoint = this.#attempts.next(route, this.#req.socket.remoteAddress ?? '', this.#req.headers, previous);
     if (endpoint === undefined) {
-      if (this.#attempts === 0) route.metrics.noEndpoint.inc();
       this.#fail(503, 'no endpoint available');
       return;
     }
-    // The retry path makes #tried (from #firstId): the first attempt allocates no Set.
-    if (this.#attempts === 0) this.#firstId = endpoint.id;
-    else this.#tried?.add(endpoint.id);
     this.#endpoint = endpoint;
-    this.#attempts++;
-    endpoint.stats.active++;
     const timeout = route.settings.requestTimeoutMs;
     if (this.#replayable) {
       const pool = this.#pools.h1(endpoint);
@@ -196,30 +176,26 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, H1Handler {
   onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
     const endpoint = this.#endpoint;
     this.#finish();
-    const code = (err as { code?: unknown }).code;
     if (this.#responded) {
       // Mid-body failure: the status is already out; cutting the connection tells the client.
       this.#route.log.debug({ endpoint: endpoint?.id, err: errorMessage(err) }, 'upstream failed mid-response');
       this.#res.destroy();
       return;
     }
-    const connectFailed = CONNECT_ERRORS.has(code);
-    if (connectFailed && endpoint !== undefined) recordConnectFailure(this.#route, endpoint, err);
-    const retryable =
-      this.#replayable &&
-      !this.#res.destroyed &&
-      this.#attempts <= this.#route.settings.httpRetries &&
-      (connectFailed || (RESET_ERRORS.has(code) && isIdempotent(this.#req.method ?? 'GET')));
-    if (retryable) {
+    const next = this.#attempts.afterFailure(
+      this.#route,
+      endpoint,
+      err,
+      this.#req.method ?? 'GET',
+      this.#replayable && !this.#res.destroyed,
+    );
+    if (next.retry) {
       this.#done = false;
-      if (this.#tried === undefined && this.#firstId !== undefined) this.#tried = new Set([this.#firstId]);
-      // A reset keep-alive connection may be retried on the same endpoint; a failed connect may not.
-      this.#dispatch(connectFailed ? undefined : endpoint);
+      this.#dispatch(next.previous);
       return;
     }
-    if (TIMEOUT_ERRORS.has(code)) this.#fail(504, 'upstream timed out');
-    else this.#fail(502, 'upstream connection failed');
-    this.#route.log.debug({ endpoint: endpoint?.id, err: errorMessage(err), code }, 'request failed');
+    this.#fail(next.status, next.message);
+    this.#route.log.debug({ endpoint: endpoint?.id, err: errorMessage(err), code: next.code }, 'request failed');
   }
 
   #finish(): void {

@@ -2,11 +2,10 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { errorMessage } from '../../src/errors.ts';
 import type { ProxyEndpoint } from '../balance/picker.ts';
-import { recordConnectFailure } from '../connect/connect-endpoint.ts';
 import type { RouteContext } from '../route.ts';
+import { RequestAttempts } from './attempts.ts';
 import type { H1Handler, H1Request } from './h1-pool.ts';
-import { downstreamRawHeaders, isIdempotent, requestHead, upstreamRawHeaders } from './headers.ts';
-import { CONNECT_ERRORS, RESET_ERRORS, TIMEOUT_ERRORS } from './http-proxy.ts';
+import { downstreamRawHeaders, requestHead, upstreamRawHeaders } from './headers.ts';
 import { HTTPParser, METHODS, type NativeParser, type StreamHandle } from './llhttp.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 
@@ -386,15 +385,13 @@ class LeanExchange implements H1Handler {
   readonly #conn: LeanConnection;
   readonly #req: LeanRequest;
   readonly #route: RouteContext;
-  #tried: Set<string> | undefined;
-  #firstId: string | undefined;
+  readonly #attempts = new RequestAttempts();
   #endpoint: ProxyEndpoint | undefined;
   #h1: H1Request | undefined;
   /** The response head, held until the first body bytes so both leave in one write. */
   #head: string | undefined;
   #framing: Framing = 'none';
   #pending: Buffer | undefined;
-  #attempts = 0;
   #responded = false;
   #finished = false;
   #gone = false;
@@ -418,29 +415,13 @@ class LeanExchange implements H1Handler {
 
   #dispatch(previous: ProxyEndpoint | undefined): void {
     const route = this.#route;
-    const tried = this.#tried;
-    const clientIp = this.#conn.clientIp;
-    const headers = this.#req.headers;
-    const pickRequest =
-      headers === undefined
-        ? tried === undefined
-          ? { clientIp }
-          : { clientIp, exclude: tried }
-        : tried === undefined
-          ? { clientIp, headers }
-          : { clientIp, headers, exclude: tried };
-    const endpoint = route.picker.pick(pickRequest) ?? previous;
+    const endpoint = this.#attempts.next(route, this.#conn.clientIp, this.#req.headers, previous);
     if (endpoint === undefined) {
-      if (this.#attempts === 0) route.metrics.noEndpoint.inc();
       this.#fail(503, 'no endpoint available');
       return;
     }
-    if (this.#attempts === 0) this.#firstId = endpoint.id;
-    else this.#tried?.add(endpoint.id);
     this.#endpoint = endpoint;
-    this.#attempts++;
     this.#finished = false;
-    endpoint.stats.active++;
     this.#h1 = this.#conn.pools.h1(endpoint).request(this.#req.head, route.settings.requestTimeoutMs, this);
   }
 
@@ -553,27 +534,19 @@ class LeanExchange implements H1Handler {
     this.#finish();
     if (this.#gone) return;
     const route = this.#route;
-    const code = (err as { code?: unknown }).code;
     if (this.#responded) {
       // Mid-response failure: the status may be out; cutting the connection tells the client.
       route.log.debug({ endpoint: endpoint?.id, err: errorMessage(err) }, 'upstream failed mid-response');
       this.#conn.socket.destroy();
       return;
     }
-    const connectFailed = CONNECT_ERRORS.has(code);
-    if (connectFailed && endpoint !== undefined) recordConnectFailure(route, endpoint, err);
-    const retryable =
-      this.#attempts <= route.settings.httpRetries &&
-      (connectFailed || (RESET_ERRORS.has(code) && isIdempotent(this.#req.method)));
-    if (retryable) {
-      if (this.#tried === undefined && this.#firstId !== undefined) this.#tried = new Set([this.#firstId]);
-      // A reset keep-alive connection may be retried on the same endpoint; a failed connect may not.
-      this.#dispatch(connectFailed ? undefined : endpoint);
+    const next = this.#attempts.afterFailure(route, endpoint, err, this.#req.method, true);
+    if (next.retry) {
+      this.#dispatch(next.previous);
       return;
     }
-    if (TIMEOUT_ERRORS.has(code)) this.#fail(504, 'upstream timed out');
-    else this.#fail(502, 'upstream connection failed');
-    route.log.debug({ endpoint: endpoint?.id, err: errorMessage(err), code }, 'request failed');
+    this.#fail(next.status, next.message);
+    route.log.debug({ endpoint: endpoint?.id, err: errorMessage(err), code: next.code }, 'request failed');
   }
 
   #finish(): void {
