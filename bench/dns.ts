@@ -155,51 +155,32 @@ function dnsBenchmarkOf(kubernetes: boolean): Benchmark {
       /** The plan's notes: the rates are added once known (the result is written after the run). */
       const notes: string[] = [];
 
-      /** Runs the query sets against a running server (the Kubernetes-fed ones: cluster names only); figures per round. */
+      /** The query sets measured: the Kubernetes-fed servers answer cluster names only (forwarding is the same code). */
+      const sets = kubernetes
+        ? ([['cluster', clusterQueries]] as const)
+        : ([
+            ['cluster', clusterQueries],
+            ['external', externalQueries],
+          ] as const);
+      /** The contender whose warm-up peak sets the fixed rate. */
+      const ratePeer = kubernetes ? 'coredns-k8s' : 'coredns';
+      /** Runs the query sets against a running server; figures per round. */
       const measure = async (name: string, port: number, service: Service): Promise<Record<string, number>> => {
         service.assertAlive();
-        const kube = name.endsWith('-k8s');
-        const cluster = await withCpu(service.pid, () => dnsperf(port, clusterQueries, seconds, rawLog));
-        if (kube) {
-          if (name === 'coredns-k8s' && rate.cluster === undefined) {
-            rate.cluster = Math.round(cluster.result.qps / 2 / 1000) * 1000;
-            const text = `fixed rate for p50/p99: ${rate.cluster} q/s (half of CoreDNS's warm-up peak)`;
-            ctx.log(text);
-            notes.push(`${text.replace('fixed rate', 'Fixed rate')}.`);
-          }
-          const figures: Record<string, number> = {
-            'cluster.qps': cluster.result.qps,
-            'cluster.latency': cluster.result.avgLatencyMs,
-            'cluster.cpu': cluster.cores,
-          };
-          if (rate.cluster !== undefined) {
-            const l = await fixedRate(port, clusterQueries, latencySeconds, rate.cluster, rawLog);
-            figures['cluster.p50'] = l.p50Ms;
-            figures['cluster.p99'] = l.p99Ms;
-          }
-          figures.rss = memoryOf(service.pid).rssMiB;
-          return figures;
+        const figures: Record<string, number> = {};
+        for (const [set, file] of sets) {
+          const { result, cores } = await withCpu(service.pid, () => dnsperf(port, file, seconds, rawLog));
+          figures[`${set}.qps`] = result.qps;
+          figures[`${set}.latency`] = result.avgLatencyMs;
+          figures[`${set}.cpu`] = cores;
         }
-        const external = await withCpu(service.pid, () => dnsperf(port, externalQueries, seconds, rawLog));
-        if (name === 'coredns' && rate.cluster === undefined) {
-          rate.cluster = Math.round(cluster.result.qps / 2 / 1000) * 1000;
-          rate.external = Math.round(external.result.qps / 2 / 1000) * 1000;
-          const text = `fixed rates for p50/p99: cluster ${rate.cluster} q/s, external ${rate.external} q/s (half of CoreDNS's warm-up peak)`;
+        if (name === ratePeer && rate.cluster === undefined) {
+          for (const [set] of sets) rate[set] = Math.round((figures[`${set}.qps`] as number) / 2 / 1000) * 1000;
+          const text = `fixed rates for p50/p99: ${sets.map(([set]) => `${set} ${rate[set]} q/s`).join(', ')} (half of CoreDNS's warm-up peak)`;
           ctx.log(text);
           notes.push(`${text.replace('fixed rates', 'Fixed rates')}.`);
         }
-        const figures: Record<string, number> = {
-          'cluster.qps': cluster.result.qps,
-          'cluster.latency': cluster.result.avgLatencyMs,
-          'cluster.cpu': cluster.cores,
-          'external.qps': external.result.qps,
-          'external.latency': external.result.avgLatencyMs,
-          'external.cpu': external.cores,
-        };
-        for (const [set, file] of [
-          ['cluster', clusterQueries],
-          ['external', externalQueries],
-        ] as const) {
+        for (const [set, file] of sets) {
           const r = rate[set];
           if (r === undefined) continue;
           const l = await fixedRate(port, file, latencySeconds, r, rawLog);
