@@ -2,11 +2,11 @@ import { connect } from 'node:tls';
 import t from 'tap';
 import { requireOrSkip } from '../harness/requirements.ts';
 import {
-  type AppIdentity,
   authenticate,
   client,
   type EaaClient,
   httpCall,
+  identities,
   makeCsr,
   sharedCa,
   sleep,
@@ -33,15 +33,8 @@ if (requireOrSkip(t, { commands: ['openssl'] })) {
   const dir = await tempDir(t);
   const ca = await sharedCa(dir);
   const node = await startNode(t, { dir, ca, eaa: { maxBodyBytes: 4096 } });
-  const ids = new Map<string, AppIdentity>();
-  const app = async (cn: string): Promise<EaaClient> => {
-    let id = ids.get(cn);
-    if (!id) {
-      id = await authenticate(node.authPort, dir, cn);
-      ids.set(cn, id);
-    }
-    return client(node.port, id);
-  };
+  const identity = identities(node.authPort, dir);
+  const app = async (cn: string): Promise<EaaClient> => client(node.port, await identity(cn));
 
   t.test('POST /auth signs a CSR: id, certificate, ca_chain and ca_pool', async (t) => {
     const { csrPem } = await makeCsr(dir, PRODUCER);
@@ -104,10 +97,7 @@ if (requireOrSkip(t, { commands: ['openssl'] })) {
     const foreign = await startNode(t, { name: 'foreign', dir: otherDir, ca: other });
     const stranger = await authenticate(foreign.authPort, otherDir, 'x:y');
     t.match(await handshake({ key: stranger.keyPem, cert: stranger.certPem }), /^error|^$/, 'certificate of another CA');
-    const r = await client(node.port, ids.get(PRODUCER) ?? (await authenticate(node.authPort, dir, PRODUCER))).call(
-      'GET',
-      '/services',
-    );
+    const r = await client(node.port, await identity(PRODUCER)).call('GET', '/services');
     t.equal(r.status, 200, 'a certificate from /auth is accepted');
     await foreign.stop();
   });

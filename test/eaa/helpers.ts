@@ -154,6 +154,19 @@ export async function authenticate(authPort: number, dir: string, cn: string): P
   return { cn, keyPem, certPem: auth.certificate, caPem: auth.ca_pool[0] as string, auth };
 }
 
+/** authenticate, once per CN: later calls for the same app reuse its certificate. */
+export function identities(authPort: number, dir: string): (cn: string) => Promise<AppIdentity> {
+  const ids = new Map<string, AppIdentity>();
+  return async (cn) => {
+    let id = ids.get(cn);
+    if (!id) {
+      id = await authenticate(authPort, dir, cn);
+      ids.set(cn, id);
+    }
+    return id;
+  };
+}
+
 export interface EaaClient {
   call(method: string, path: string, body?: string | Buffer, headers?: Record<string, string>): Promise<Reply>;
   socket(opts?: { host?: string; headers?: Record<string, string> }): Promise<Consumer>;

@@ -7,6 +7,7 @@ import {
   client,
   type EaaClient,
   h2Client,
+  identities,
   sharedCa,
   sleep,
   startNode,
@@ -33,15 +34,7 @@ if (requireOrSkip(t, { commands: ['openssl'] })) {
   const dir = await tempDir(t);
   const ca = await sharedCa(dir);
   const node = await startNode(t, { dir, ca, eaa: { maxBodyBytes: 4096 } });
-  const ids = new Map<string, AppIdentity>();
-  const identity = async (cn: string): Promise<AppIdentity> => {
-    let id = ids.get(cn);
-    if (!id) {
-      id = await authenticate(node.authPort, dir, cn);
-      ids.set(cn, id);
-    }
-    return id;
-  };
+  const identity = identities(node.authPort, dir);
   const tlsOf = (id: AppIdentity) => ({ key: id.keyPem, cert: id.certPem, ca: [id.caPem] });
   const h1 = async (cn: string): Promise<EaaClient> => client(node.port, await identity(cn));
 
