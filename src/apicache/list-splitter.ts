@@ -43,6 +43,14 @@ export class ListSplitter {
     return !this.#failed;
   }
 
+  /**
+   * Whether an item began in an earlier chunk and has not ended yet: the splitter then still
+   * holds views of those chunks (they must stay intact until the item ends).
+   */
+  get midItem(): boolean {
+    return this.#itemParts !== undefined;
+  }
+
   /** The shell read so far (before the items: kind, apiVersion, metadata), as text. */
   head(): string {
     return Buffer.concat(this.#shell).toString('utf8');

@@ -221,3 +221,55 @@ export function scanObjectMeta(b: Buffer, from = 0, to = b.length): ScannedMeta 
   if (unsure || end < 0 || skipWs(b, end, to) !== to || name === undefined || name === '') return undefined;
   return { name, namespace: namespace ?? '', resourceVersion: resourceVersion ?? '', labels, hasKind, start, end };
 }
+
+/**
+ * The value of a field selector's dotted path (e.g. `spec.nodeName`) in the single JSON object
+ * in `b[from, to)`, as selectors.ts fieldValue reads it from the parsed object ('' when missing,
+ * null, or below a scalar), without parsing the object. Undefined when the scan is unsure
+ * (malformed JSON, an escaped key, an array on the path, a number, object or array as the value,
+ * a non-ASCII path): the caller then parses. Like JSON.parse, a later duplicate key wins.
+ */
+export function scanField(b: Buffer, path: readonly string[], from = 0, to = b.length): string | undefined {
+  if (path.length === 0) return undefined;
+  for (const part of path) for (let k = 0; k < part.length; k++) if (part.charCodeAt(k) > 0x7e) return undefined;
+  const start = skipWs(b, from, to);
+  if (b[start] !== 0x7b || start >= to) return undefined;
+  let unsure = false;
+  let open = start;
+  for (let depth = 0; depth < path.length; depth++) {
+    const part = path[depth] as string;
+    let found = -1;
+    let foundEnd = -1;
+    const end = members(b, open, to, (ko, kc, v) => {
+      if (hasEscape(b, ko, kc)) {
+        unsure = true;
+        return -1;
+      }
+      const after = skipValue(b, v, to);
+      if (keyIs(b, ko, kc, part)) {
+        found = v;
+        foundEnd = after;
+      }
+      return after;
+    });
+    // The whole object must be well formed (as JSON.parse would require), not only the path.
+    if (depth === 0 && (end < 0 || skipWs(b, end, to) !== to)) return undefined;
+    if (unsure || end < 0) return undefined;
+    if (found < 0) return '';
+    const c = b[found];
+    if (depth < path.length - 1) {
+      if (c === 0x7b) {
+        open = found;
+        continue;
+      }
+      if (c === 0x5b) return undefined; // an array: indexing by a path part is JSON.parse's business
+      return ''; // a scalar (or null) in the middle of the path
+    }
+    if (c === QUOTE) return decodeString(b, found, foundEnd - 1);
+    const literal = b.toString('latin1', found, foundEnd);
+    if (literal === 'null') return '';
+    if (literal === 'true' || literal === 'false') return literal;
+    return undefined; // numbers (String() normalises them), objects, arrays
+  }
+  return undefined;
+}

@@ -207,7 +207,13 @@ export class ApicacheModule implements AgentModule {
         since: u.lastChange.toISOString(),
         ...(u.lastError && { lastError: u.lastError }),
       })),
-      cache: { bytes: this.#store?.bytes ?? 0, maxBytes: this.#settings.maxCacheBytes, resources: this.#store?.stats() ?? [] },
+      cache: {
+        bytes: this.#store?.bytes ?? 0,
+        // What those bytes take in memory: the slabs they are packed in, dead bytes until compacted included.
+        slabBytes: this.#store?.slabBytes ?? 0,
+        maxBytes: this.#settings.maxCacheBytes,
+        resources: this.#store?.stats() ?? [],
+      },
       disk: this.#persister?.status(),
       watches: this.#server?.watchCounts(),
     };

@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { ErrorCodes, errorMessage, MeshletError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { coalescePool, type Piece } from './coalesce.ts';
 import type { AccessGrants, DiscoveryCache } from './grants.ts';
 import { DiscoveryCache as Discovery } from './grants.ts';
 import { ListSplitter } from './list-splitter.ts';
@@ -98,8 +99,6 @@ const HOP_BY_HOP = new Set([
 ]);
 
 const MAX_BUFFERED_BODY = 16 << 20;
-/** A LIST tee copies the response into buffers of this size (one allocation each, outside the malloc heap). */
-const COALESCE_BYTES = 256 << 10;
 /** How long one slice of a LIST's deferred cache work may run before yielding to I/O. */
 const SLICE_MS = 2;
 /** Past this much of one LIST body held, the rest is split as it arrives (memory stays bounded). */
@@ -478,13 +477,36 @@ export class EdgeServer {
     if (paged) return [(chunk) => splitter.write(chunk), commit];
 
     const held: Buffer[] = [];
+    /**
+     * The coalescing pieces (coalesce.ts; owned[i] is held[i] whole), each given back as soon as it
+     * was split and no item still points into it.
+     */
+    const owned: (Piece | undefined)[] = [];
+    let given = 0;
+    const giveBack = (upTo: number) => {
+      for (; given < upTo; given++) {
+        const piece = owned[given];
+        owned[given] = undefined;
+        if (piece) coalescePool.give(piece);
+      }
+    };
     let heldBytes = 0;
     let next = 0;
+    /** Splits the next held buffer, then gives back the split ones unless an item continues past them. */
+    const splitNext = () => {
+      splitter.write(held[next] as Buffer);
+      held[next++] = EMPTY;
+      if (!splitter.midItem) giveBack(next);
+    };
     let cur: Buffer | undefined;
     let used = 0;
     const onChunk = (chunk: Buffer) => {
       for (let off = 0; off < chunk.length; ) {
-        cur ??= Buffer.allocUnsafeSlow(COALESCE_BYTES);
+        if (cur === undefined) {
+          const piece = coalescePool.take();
+          owned.push(piece);
+          cur = piece.buf;
+        }
         const n = chunk.copy(cur, used, off);
         used += n;
         off += n;
@@ -495,10 +517,7 @@ export class EdgeServer {
           used = 0;
           // A very large body is not kept whole: past MAX_HELD_BYTES its buffers are split as they fill.
           if (heldBytes > MAX_HELD_BYTES) {
-            for (; next < held.length; next++) {
-              splitter.write(held[next] as Buffer);
-              held[next] = EMPTY;
-            }
+            while (next < held.length) splitNext();
           }
         }
       }
@@ -512,8 +531,7 @@ export class EdgeServer {
         try {
           const until = performance.now() + SLICE_MS;
           while (next < held.length) {
-            splitter.write(held[next] as Buffer);
-            held[next++] = EMPTY;
+            splitNext();
             if (next < held.length && performance.now() > until) {
               done = false;
               setImmediate(step);
@@ -524,7 +542,10 @@ export class EdgeServer {
         } catch (err) {
           this.#log.warn({ err: errorMessage(err), path: info.path }, 'could not cache a response');
         } finally {
-          if (done) release();
+          if (done) {
+            release();
+            giveBack(owned.length);
+          }
         }
       };
       setImmediate(step);

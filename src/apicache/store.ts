@@ -1,5 +1,5 @@
 import type { Logger } from '../log.ts';
-import { scanObjectMeta } from './meta-scan.ts';
+import { scanField, scanObjectMeta } from './meta-scan.ts';
 import type { Persister } from './persist.ts';
 import {
   type FieldRequirement,
@@ -10,6 +10,7 @@ import {
   parseFieldSelector,
   parseLabelSelector,
 } from './selectors.ts';
+import { type Slab, SlabAllocator, SlabUsage } from './slab.ts';
 
 /**
  * The in-memory cache. One copy of each object per resource, shared by every client (YurtHub
@@ -27,25 +28,26 @@ import {
  */
 
 /**
- * One cached object. Kept small on the heap (10,000 pods are 10,000 of these): the labels are not
- * held as an object but read from the JSON when a label selector asks (offline LISTs and scope
- * replacement only), and namespaces are shared strings.
+ * One cached object. Kept small on the heap (10,000 pods are 10,000 of these): its bytes are not a
+ * Buffer of its own but a range of a shared slab (slab.ts), the labels are not held as an object
+ * but read from the JSON when a label selector asks (offline LISTs and scope replacement only),
+ * and namespaces are shared strings.
  */
 export class CachedObject {
   readonly name: string;
   readonly namespace: string;
-  readonly rv: string;
-  /**
-   * Compact JSON with kind and apiVersion, kept once as a Buffer (no JS string, no parsed object:
-   * it is written to clients as it is).
-   */
-  readonly json: Buffer;
+  /** resourceVersion: a number when it is a plain decimal (etcd's), which takes less heap than its string. */
+  readonly #rv: string | number;
+  /** Length of the compact JSON (`json.length`, without making the view). */
+  readonly size: number;
   /**
    * Where the object's own bytes start in `json`: `json.subarray(head)` is the object as the
    * apiserver sent it without its opening brace (`head` > 1 when kind and apiVersion were added in
    * front). A LIST item with exactly those bytes is this object unchanged (see ListSplitter).
    */
   readonly head: number;
+  #slab: Slab;
+  #off: number;
   /** metadata.labels as `json[labelsAt, labelsEnd)`, or (labelsEnd 0) #labelsObject. */
   readonly #labelsAt: number;
   readonly #labelsEnd: number;
@@ -55,14 +57,18 @@ export class CachedObject {
     name: string,
     namespace: string,
     rv: string,
-    json: Buffer,
+    slab: Slab,
+    off: number,
+    size: number,
     head: number,
     labels: [number, number] | Readonly<Record<string, string>> | undefined,
   ) {
     this.name = name;
     this.namespace = internNamespace(namespace);
-    this.rv = rv;
-    this.json = json;
+    this.#rv = DECIMAL_RV.test(rv) ? Number(rv) : rv;
+    this.#slab = slab;
+    this.#off = off;
+    this.size = size;
     this.head = head;
     const span = Array.isArray(labels) ? labels : undefined;
     this.#labelsAt = span?.[0] ?? 0;
@@ -70,15 +76,49 @@ export class CachedObject {
     this.#labelsObject = span ? undefined : (labels as Readonly<Record<string, string>> | undefined);
   }
 
+  get rv(): string {
+    const rv = this.#rv;
+    return typeof rv === 'number' ? String(rv) : rv;
+  }
+
+  /**
+   * Compact JSON with kind and apiVersion: a view of the slab (no JS string, no parsed object: it
+   * is written to clients as it is). Made on each call: keep it only as long as needed.
+   */
+  get json(): Buffer {
+    return this.#slab.buf.subarray(this.#off, this.#off + this.size);
+  }
+
+  /** The slab holding the bytes (for the store's accounting). */
+  get slab(): Slab {
+    return this.#slab;
+  }
+
+  /** Copies the bytes into `slab` at `off` (compaction); the object points there from now on. */
+  moveTo(slab: Slab, off: number): void {
+    this.#slab.buf.copy(slab.buf, off, this.#off, this.#off + this.size);
+    this.#slab = slab;
+    this.#off = off;
+  }
+
   get labels(): Readonly<Record<string, string>> | undefined {
     if (this.#labelsEnd === 0) return this.#labelsObject;
     try {
-      return JSON.parse(this.json.toString('utf8', this.#labelsAt, this.#labelsEnd)) as Record<string, string>;
+      return JSON.parse(this.#slab.buf.toString('utf8', this.#off + this.#labelsAt, this.#off + this.#labelsEnd)) as Record<
+        string,
+        string
+      >;
     } catch {
       return undefined;
     }
   }
 }
+
+/** A resourceVersion that round-trips through a double exactly (no leading zero, at most 15 digits). */
+const DECIMAL_RV = /^(?:0|[1-9]\d{0,14})$/;
+
+/** Where new cache entries are copied (one allocator for the process: entries are made before their store is known). */
+export const entrySlabs = new SlabAllocator();
 
 const namespaces = new Map<string, string>();
 
@@ -142,10 +182,15 @@ export function matches(m: Matcher, o: CachedObject): boolean {
   if (m.labels.length > 0 && !matchLabels(m.labels, o.labels)) return false;
   if (m.fields.length === 0) return true;
   let parsed: unknown;
+  let json: Buffer | undefined;
   return matchFields(m.fields, (path) => {
     if (path === 'metadata.name') return o.name;
     if (path === 'metadata.namespace') return o.namespace;
-    parsed ??= JSON.parse(o.json.toString('utf8'));
+    json ??= o.json;
+    // A targeted scan (no object tree); JSON.parse only when the scan is unsure.
+    const scanned = parsed === undefined ? scanField(json, path.split('.')) : undefined;
+    if (scanned !== undefined) return scanned;
+    parsed ??= JSON.parse(json.toString('utf8'));
     return fieldValue(parsed, path);
   });
 }
@@ -156,10 +201,14 @@ export function matches(m: Matcher, o: CachedObject): boolean {
  * only the fallback for what the scan is unsure of, and for multi-line (pretty) JSON, which is
  * re-serialized to one line (one line per object on disk).
  */
-export function toCached(json: string | Buffer, meta: ResourceMeta | undefined): CachedObject | undefined {
+export function toCached(
+  json: string | Buffer,
+  meta: ResourceMeta | undefined,
+  slabs: SlabAllocator = entrySlabs,
+): CachedObject | undefined {
   const buf = typeof json === 'string' ? Buffer.from(json) : json;
   const m = buf.indexOf(0x0a) < 0 ? scanObjectMeta(buf) : undefined;
-  if (m) return build(buf, m.start, m.end, m.hasKind, meta, m);
+  if (m) return build(buf, m.start, m.end, m.hasKind, meta, m, slabs);
   let obj: {
     kind?: string;
     apiVersion?: string;
@@ -176,12 +225,20 @@ export function toCached(json: string | Buffer, meta: ResourceMeta | undefined):
   const start = one.indexOf(0x7b);
   let end = one.length;
   while (end > start && one[end - 1] !== 0x7d) end--;
-  return build(one, start, end, obj.kind !== undefined, meta, {
-    name: md.name,
-    namespace: md.namespace ?? '',
-    resourceVersion: md.resourceVersion ?? '',
-    labels: md.labels !== null && typeof md.labels === 'object' && !Array.isArray(md.labels) ? md.labels : undefined,
-  });
+  return build(
+    one,
+    start,
+    end,
+    obj.kind !== undefined,
+    meta,
+    {
+      name: md.name,
+      namespace: md.namespace ?? '',
+      resourceVersion: md.resourceVersion ?? '',
+      labels: md.labels !== null && typeof md.labels === 'object' && !Array.isArray(md.labels) ? md.labels : undefined,
+    },
+    slabs,
+  );
 }
 
 /** The entry: a copy of exactly the object's bytes `buf[start, end)` (buf may be a view of a larger chunk). */
@@ -197,27 +254,25 @@ function build(
     resourceVersion: string;
     labels: [number, number] | Readonly<Record<string, string>> | undefined;
   },
+  slabs: SlabAllocator,
 ): CachedObject {
   const open = start + 1;
-  let out: Buffer;
-  let head = 1;
+  let prefix = '{';
   if (!hasKind && meta) {
     const apiVersion = meta.group === '' ? meta.version : `${meta.group}/${meta.version}`;
-    const prefix = `{"kind":${JSON.stringify(meta.kind)},"apiVersion":${JSON.stringify(apiVersion)}${buf[skipWsAt(buf, open)] === 0x7d ? '' : ','}`;
-    head = Buffer.byteLength(prefix);
-    out = allocEntry(head + end - open);
-    out.write(prefix, 0, 'utf8');
-    buf.copy(out, head, open, end);
-  } else {
-    out = allocEntry(end - open + 1);
-    out[0] = 0x7b;
-    buf.copy(out, 1, open, end);
+    prefix = `{"kind":${JSON.stringify(meta.kind)},"apiVersion":${JSON.stringify(apiVersion)}${buf[skipWsAt(buf, open)] === 0x7d ? '' : ','}`;
   }
-  // A label span moves with the bytes: buf[open] is out[head].
+  const head = prefix.length === 1 ? 1 : Buffer.byteLength(prefix);
+  const size = head + end - open;
+  const [slab, off] = slabs.alloc(size);
+  if (head === 1) slab.buf[off] = 0x7b;
+  else slab.buf.write(prefix, off, 'utf8');
+  buf.copy(slab.buf, off + head, open, end);
+  // A label span moves with the bytes (relative to the entry): buf[open] is entry[head].
   const labels = Array.isArray(md.labels)
     ? ([md.labels[0] - open + head, md.labels[1] - open + head] as [number, number])
     : (md.labels as Readonly<Record<string, string>> | undefined);
-  return new CachedObject(md.name, md.namespace, md.resourceVersion, out, head, labels);
+  return new CachedObject(md.name, md.namespace, md.resourceVersion, slab, off, size, head, labels);
 }
 
 function skipWsAt(b: Buffer, i: number): number {
@@ -225,21 +280,80 @@ function skipWsAt(b: Buffer, i: number): number {
   return i;
 }
 
-function allocEntry(n: number): Buffer {
-  return Buffer.allocUnsafe(n);
+/** Dead bytes in slabs below which they are left alone (slab.ts). */
+const COMPACT_MIN_WASTE = 2 << 20;
+
+/**
+ * Objects by namespace and name: a map per namespace, so the key of each object is its name
+ * string (which it holds anyway), not one more "namespace/name" string per object.
+ */
+export class ObjectIndex {
+  readonly #byNs = new Map<string, Map<string, CachedObject>>();
+  #size = 0;
+
+  get size(): number {
+    return this.#size;
+  }
+
+  get(namespace: string, name: string): CachedObject | undefined {
+    return this.#byNs.get(namespace)?.get(name);
+  }
+
+  /** Adds or replaces; returns the object replaced. */
+  set(o: CachedObject): CachedObject | undefined {
+    let names = this.#byNs.get(o.namespace);
+    if (names === undefined) {
+      names = new Map();
+      this.#byNs.set(o.namespace, names);
+    }
+    const old = names.get(o.name);
+    names.set(o.name, o);
+    if (old === undefined) this.#size++;
+    return old;
+  }
+
+  /** Removes; returns the object removed. */
+  delete(namespace: string, name: string): CachedObject | undefined {
+    const names = this.#byNs.get(namespace);
+    const old = names?.get(name);
+    if (names === undefined || old === undefined) return undefined;
+    names.delete(name);
+    this.#size--;
+    if (names.size === 0) this.#byNs.delete(namespace);
+    return old;
+  }
+
+  /** Every object (deleting the current one while iterating is allowed). */
+  *values(): IterableIterator<CachedObject> {
+    for (const names of this.#byNs.values()) yield* names.values();
+  }
+
+  /** Every object with its key (ResourceCache.objectKey), for the persisted collection. */
+  *entries(): IterableIterator<[string, CachedObject]> {
+    for (const [ns, names] of this.#byNs) for (const [name, o] of names) yield [ResourceCache.objectKey(ns, name), o];
+  }
+}
+
+/** A scope's last LIST, in the apiserver's order: namespace and name of each item (strings shared with the objects). */
+interface ListOrder {
+  namespaces: string[];
+  names: string[];
 }
 
 export class ResourceCache {
   readonly key: string;
   meta: ResourceMeta | undefined;
-  readonly objects = new Map<string, CachedObject>();
+  readonly objects = new ObjectIndex();
   readonly scopes = new Map<string, Scope>();
-  /** Object keys of each scope's last LIST, in the apiserver's order (to recognise unchanged items). */
-  readonly order = new Map<string, string[]>();
+  /** Each scope's last LIST, in the apiserver's order (to recognise unchanged items). */
+  readonly order = new Map<string, ListOrder>();
   bytes = 0;
+  /** The slabs its objects' bytes are in (shared by the resources of one store). */
+  readonly usage: SlabUsage;
 
-  constructor(key: string) {
+  constructor(key: string, usage: SlabUsage = new SlabUsage()) {
     this.key = key;
+    this.usage = usage;
   }
 
   static objectKey(namespace: string, name: string): string {
@@ -247,18 +361,20 @@ export class ResourceCache {
   }
 
   set(o: CachedObject): void {
-    const k = ResourceCache.objectKey(o.namespace, o.name);
-    const old = this.objects.get(k);
-    if (old) this.bytes -= old.json.length;
-    this.objects.set(k, o);
-    this.bytes += o.json.length;
+    const old = this.objects.set(o);
+    if (old) {
+      this.bytes -= old.size;
+      this.usage.release(old.slab, old.size);
+    }
+    this.bytes += o.size;
+    this.usage.hold(o.slab, o.size);
   }
 
-  remove(k: string): boolean {
-    const old = this.objects.get(k);
+  remove(namespace: string, name: string): boolean {
+    const old = this.objects.delete(namespace, name);
     if (!old) return false;
-    this.bytes -= old.json.length;
-    this.objects.delete(k);
+    this.bytes -= old.size;
+    this.usage.release(old.slab, old.size);
     return true;
   }
 
@@ -280,6 +396,10 @@ export interface StoreOptions {
   logger: Logger;
   maxBytes: number;
   onOverflow?: () => void;
+  /** Where entries are copied and compacted to (default: the process's entrySlabs; tests use small slabs). */
+  slabs?: SlabAllocator;
+  /** Dead slab bytes below which no compaction runs (default COMPACT_MIN_WASTE). */
+  compactMinWaste?: number;
 }
 
 /** Name of a resource's persisted collection. */
@@ -289,6 +409,9 @@ function collectionName(key: string): string {
 
 export class CacheStore {
   readonly #resources = new Map<string, ResourceCache>();
+  readonly #usage = new SlabUsage();
+  readonly #slabs: SlabAllocator;
+  readonly #compactMinWaste: number;
   readonly #persister: Persister | undefined;
   readonly #log: Logger;
   readonly #maxBytes: number;
@@ -302,6 +425,8 @@ export class CacheStore {
     this.#log = opts.logger.child({ module: 'apicache/store' });
     this.#maxBytes = opts.maxBytes;
     this.#onOverflow = opts.onOverflow ?? (() => {});
+    this.#slabs = opts.slabs ?? entrySlabs;
+    this.#compactMinWaste = opts.compactMinWaste ?? COMPACT_MIN_WASTE;
   }
 
   get bytes(): number {
@@ -321,7 +446,7 @@ export class CacheStore {
   #ensure(key: string, meta?: ResourceMeta): ResourceCache {
     let r = this.#resources.get(key);
     if (!r) {
-      r = new ResourceCache(key);
+      r = new ResourceCache(key, this.#usage);
       this.#resources.set(key, r);
       const rc = r;
       this.#persister?.register({ name: collectionName(key), header: () => rc.header(), entries: () => entriesOf(rc) });
@@ -336,10 +461,38 @@ export class CacheStore {
     const r = this.#ensure(header.key, header.meta as ResourceMeta | undefined);
     for (const s of (header.scopes as Scope[] | undefined) ?? []) r.scopes.set(scopeId(s), s);
     for (const json of entries.values()) {
-      const o = toCached(json, r.meta);
+      const o = toCached(json, r.meta, this.#slabs);
       if (o) r.set(o);
     }
+    this.#compact();
     return true;
+  }
+
+  /** Bytes of the slabs holding the cached objects (what the cache's bytes really take; slab.ts). */
+  get slabBytes(): number {
+    return this.#usage.footprint;
+  }
+
+  /**
+   * Moves the objects out of mostly-dead slabs once replaced and deleted objects left many dead
+   * bytes (slab.ts): the emptied slabs are then freed by the GC. O(objects) when it runs, which is
+   * after about as many bytes were replaced as a quarter of the cache.
+   */
+  #compact(): void {
+    const sparse = this.#usage.sparse(this.#compactMinWaste);
+    if (sparse.size === 0) return;
+    // The slab being filled may be one of them (many replacements of few objects): start a new one.
+    const cur = this.#slabs.current;
+    if (cur !== undefined && sparse.has(cur)) this.#slabs.retire();
+    for (const r of this.#resources.values()) {
+      for (const o of r.objects.values()) {
+        if (!sparse.has(o.slab)) continue;
+        const [slab, off] = this.#slabs.alloc(o.size);
+        this.#usage.release(o.slab, o.size);
+        o.moveTo(slab, off);
+        this.#usage.hold(slab, o.size);
+      }
+    }
   }
 
   #overLimit(extra: number): boolean {
@@ -395,9 +548,10 @@ export class CacheStore {
   replaceScope(key: string, meta: ResourceMeta, scope: Scope, items: CachedObject[], held = false): boolean {
     if (!held && this.#deferred(key, () => this.replaceScope(key, meta, scope, items))) return true;
     const r = this.#ensure(key, meta);
-    const fresh = new Map(items.map((o) => [ResourceCache.objectKey(o.namespace, o.name), o]));
+    const fresh = new ObjectIndex();
+    for (const o of items) fresh.set(o); // a repeated name: the last one wins
     let extra = 0;
-    for (const [k, o] of fresh) extra += o.json.length - (r.objects.get(k)?.json.length ?? 0);
+    for (const o of fresh.values()) extra += o.size - (r.objects.get(o.namespace, o.name)?.size ?? 0);
     if (this.#overLimit(extra)) {
       this.#dropScopesMatching(r, scope);
       return false;
@@ -405,25 +559,34 @@ export class CacheStore {
     const id = scopeId(scope);
     let changed = !r.scopes.has(id);
     const m = matcherFor(scope);
-    for (const [k, o] of r.objects) {
-      if (!fresh.has(k) && matches(m, o)) {
-        r.remove(k);
+    for (const o of r.objects.values()) {
+      if (fresh.get(o.namespace, o.name) === undefined && matches(m, o)) {
+        r.remove(o.namespace, o.name);
         changed = true;
       }
     }
-    for (const [k, o] of fresh) {
-      if (r.objects.get(k) === o) continue; // an unchanged item (ListSplitter prediction): nothing to do
+    for (const o of fresh.values()) {
+      if (r.objects.get(o.namespace, o.name) === o) continue; // an unchanged item (ListSplitter prediction): nothing to do
       r.set(o);
       changed = true;
     }
-    r.order.set(id, [...fresh.keys()]);
+    // The LIST's own order (the apiserver's), each object once.
+    const order: ListOrder = { namespaces: [], names: [] };
+    for (const o of items) {
+      if (fresh.get(o.namespace, o.name) !== o) continue;
+      order.namespaces.push(o.namespace);
+      order.names.push(o.name);
+    }
+    r.order.set(id, order);
     const old = r.scopes.get(id);
     r.scopes.set(id, scope);
     // Narrower scopes are now as fresh as this one.
     for (const s of r.scopes.values()) if (covers(scope, s) && rvNewer(scope.rv, s.rv)) s.rv = scope.rv;
     // A LIST that changed no object only moves the scope's resourceVersion: a journal line, not a snapshot.
-    if (changed) this.#persister?.snapshot(collectionName(key));
-    else if (old?.rv !== scope.rv) this.#persister?.header(collectionName(key));
+    if (changed) {
+      this.#persister?.snapshot(collectionName(key));
+      this.#compact();
+    } else if (old?.rv !== scope.rv) this.#persister?.header(collectionName(key));
     return true;
   }
 
@@ -433,8 +596,9 @@ export class CacheStore {
    */
   expectedItem(key: string, scope: Omit<Scope, 'rv'>, index: number): CachedObject | undefined {
     const r = this.#resources.get(key);
-    const k = r?.order.get(scopeId(scope))?.[index];
-    return k === undefined ? undefined : r?.objects.get(k);
+    const order = r?.order.get(scopeId(scope));
+    const name = order?.names[index];
+    return name === undefined ? undefined : r?.objects.get(order?.namespaces[index] ?? '', name);
   }
 
   /** One watch event (or a GET answer, with watchScope undefined). */
@@ -451,17 +615,18 @@ export class CacheStore {
     const name = collectionName(key);
     if (o && type !== 'BOOKMARK') {
       const k = ResourceCache.objectKey(o.namespace, o.name);
-      const old = r.objects.get(k);
+      const old = r.objects.get(o.namespace, o.name);
       if (type === 'DELETED') {
-        if (r.remove(k)) this.#persister?.delete(name, k);
+        if (r.remove(o.namespace, o.name)) this.#persister?.delete(name, k);
       } else if (!old || !rvNewer(old.rv, o.rv)) {
-        if (!old && this.#overLimit(o.json.length))
+        if (!old && this.#overLimit(o.size))
           this.#dropScopesMatching(r, { namespace: o.namespace, fieldSelector: '', labelSelector: '' });
         else {
           r.set(o);
           this.#persister?.put(name, k, o.json.toString('utf8'));
         }
       }
+      this.#compact();
     }
     if (watchScope && rv !== '') {
       let changed = false;
@@ -479,8 +644,10 @@ export class CacheStore {
   forget(key: string, namespace: string, objName: string): void {
     if (this.#deferred(key, () => this.forget(key, namespace, objName))) return;
     const r = this.#resources.get(key);
-    const k = ResourceCache.objectKey(namespace, objName);
-    if (r?.remove(k)) this.#persister?.delete(collectionName(key), k);
+    if (r?.remove(namespace, objName)) {
+      this.#persister?.delete(collectionName(key), ResourceCache.objectKey(namespace, objName));
+      this.#compact();
+    }
   }
 
   #dropScopesMatching(r: ResourceCache, s: Omit<Scope, 'rv'>): void {
@@ -502,7 +669,7 @@ export class CacheStore {
   }
 
   get(key: string, namespace: string, name: string): CachedObject | undefined {
-    return this.#resources.get(key)?.objects.get(ResourceCache.objectKey(namespace, name));
+    return this.#resources.get(key)?.objects.get(namespace, name);
   }
 
   /** Whether a complete scope covers the namespace, so a missing object is known not to exist. */
@@ -521,5 +688,5 @@ export class CacheStore {
 }
 
 function* entriesOf(r: ResourceCache): Iterable<[string, Buffer]> {
-  for (const [k, o] of r.objects) yield [k, o.json];
+  for (const [k, o] of r.objects.entries()) yield [k, o.json];
 }

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { ListSplitter } from '../../src/apicache/list-splitter.ts';
-import { scanObjectMeta } from '../../src/apicache/meta-scan.ts';
+import { scanField, scanObjectMeta } from '../../src/apicache/meta-scan.ts';
+import { fieldValue } from '../../src/apicache/selectors.ts';
 import { CacheStore, toCached } from '../../src/apicache/store.ts';
 import { silentLogger } from '../../src/log.ts';
 
@@ -210,4 +211,120 @@ t.test('labels are read from the JSON on demand and match selectors', async (t) 
     ['p1', 'p3', 'p5'],
   );
   t.same(items[0]?.labels, { app: 'b"[' });
+});
+
+t.test('scanField reads a field selector path as fieldValue(JSON.parse) does, or gives up', async (t) => {
+  const docs = [
+    ...objects,
+    '{"spec":{"nodeName":"edge-1","restartPolicy":"Always"},"status":{"phase":"Running","podIP":"10.0.0.1"}}',
+    '{"spec":{"nodeName":"a"},"spec":{"nodeName":"b"}}',
+    '{"spec":{"nodeName":"a\\u00e9\\"b"},"status":null}',
+    '{"spec":{"nodeName":null,"n":3,"t":true,"f":false,"o":{},"l":[1]},"status":"x"}',
+    '{"spec":{"containers":[{"name":"c"}]}}',
+    '{"spec":{"node\\u004eame":"escaped"}}',
+    ' { "spec" : { "nodeName" : "ws" } } ',
+    '{"spec":{"nodeName":"x"}} junk',
+  ];
+  const paths = [
+    'spec.nodeName',
+    'status.phase',
+    'status.podIP',
+    'spec.restartPolicy',
+    'metadata.name',
+    'spec.n',
+    'spec.t',
+    'spec.f',
+    'spec.o',
+    'spec.l',
+    'spec.containers.0.name',
+    'status.phase.deeper',
+    'nope.nothing',
+    'spec',
+    'metadata.ünï',
+  ];
+  let scanned = 0;
+  for (const json of docs) {
+    let parsed: unknown;
+    let valid = true;
+    try {
+      parsed = JSON.parse(json);
+    } catch {
+      valid = false;
+    }
+    for (const path of paths) {
+      const got = scanField(Buffer.from(json), path.split('.'));
+      if (!valid || parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+        t.equal(got, undefined, `not an object: ${json.slice(0, 40)} ${path}`);
+        continue;
+      }
+      if (got === undefined) continue; // unsure: the caller parses
+      scanned++;
+      t.equal(got, fieldValue(parsed, path), `${json.slice(0, 50)} ${path}`);
+    }
+  }
+  t.ok(scanned > 40, `most lookups answered by the scan (${scanned})`);
+  t.equal(scanField(Buffer.from('{"spec":{"nodeName":"a\\u00e9"}}'), ['spec', 'nodeName']), 'aé');
+  t.equal(scanField(Buffer.from('{"spec":{"l":[1]}}'), ['spec', 'l', '0']), undefined, 'arrays are left to JSON.parse');
+  t.equal(scanField(Buffer.from('{"spec":{"n":3}}'), ['spec', 'n']), undefined, 'numbers are left to JSON.parse');
+});
+
+t.test('scanField never throws and agrees with JSON.parse on mutated input (fuzz)', async (t) => {
+  let seed = 7;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const base = '{"metadata":{"name":"a"},"spec":{"nodeName":"edge-1","x":[1,{"y":"z"}]},"status":{"phase":"Running"}}';
+  const alphabet = Buffer.from('{}[]":,\\ a0nu');
+  let agreed = 0;
+  for (let i = 0; i < 3000; i++) {
+    const b = Buffer.from(base);
+    for (let k = 0; k < 1 + rnd(3); k++) b[rnd(b.length)] = alphabet[rnd(alphabet.length)] as number;
+    for (const path of ['spec.nodeName', 'status.phase']) {
+      const got = scanField(b, path.split('.'));
+      if (got === undefined) continue;
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(b.toString('utf8'));
+      } catch {
+        continue; // the scan does not check scalar grammar inside skipped values
+      }
+      t.equal(got, fieldValue(parsed, path));
+      agreed++;
+    }
+  }
+  t.ok(agreed > 100, `answers checked (${agreed})`);
+});
+
+t.test('replaceScope with a field selector reads objects outside it by scanning', async (t) => {
+  const store = new CacheStore({ persister: undefined, logger: silentLogger(), maxBytes: 1 << 20 });
+  const pod = (name: string, node: string) =>
+    toCached(
+      JSON.stringify({ metadata: { name, namespace: 'ns', resourceVersion: '1' }, spec: { nodeName: node } }),
+      meta,
+    ) as NonNullable<ReturnType<typeof toCached>>;
+  const all = { namespace: '', fieldSelector: '', labelSelector: '' };
+  store.replaceScope('pods', meta, { ...all, rv: '1' }, [pod('a', 'n1'), pod('b', 'n2'), pod('c', 'n1')]);
+  const parse = JSON.parse;
+  let parses = 0;
+  JSON.parse = ((text: string, reviver?: (this: unknown, key: string, value: unknown) => unknown) => {
+    parses++;
+    return parse(text, reviver);
+  }) as typeof JSON.parse;
+  try {
+    const n1 = { namespace: '', fieldSelector: 'spec.nodeName=n1', labelSelector: '' };
+    store.replaceScope('pods', meta, { ...n1, rv: '2' }, [pod('a', 'n1')]);
+    t.same(
+      store.list('pods', all)?.items.map((o) => o.name),
+      ['a', 'b'],
+      'c (on n1, not in the new LIST) is gone; b (on n2) stays',
+    );
+    t.same(
+      store.list('pods', n1)?.items.map((o) => o.name),
+      ['a'],
+    );
+  } finally {
+    JSON.parse = parse;
+  }
+  t.equal(parses, 0, 'no object was parsed');
 });
