@@ -189,7 +189,7 @@ export function renderReadme(repo: string): void {
     'Peers are installed on first use: nginx-light, haproxy, dnsmasq-base, dnsperf, wrk and iperf3 with `apt-get`',
     '(when running as root; otherwise the run stops and prints the command), CoreDNS 1.15.0 with',
     '`scripts/build-coredns.sh` (`go install` into `~/.cache/meshlet/bin`, a few minutes the first time).',
-    'meshlet runs as its own process (`node src/cli/main.ts agent`), so its CPU and RSS are its own. Everything',
+    'meshlet runs as its own process (`bin/meshlet agent`, which execs Node 24 with the process settings of docs/decisions.md), so its CPU and RSS are its own. Everything',
     'listens on 127.0.0.1; generated service and pod addresses come from 198.18.0.0/15. Every load run is bounded',
     "by its tool's duration flag and killed 30 s past it. A benchmark whose meshlet module has not landed is",
     'reported as skipped, never with a number. Raw tool output goes to `bench/results/raw/` (not committed).',

@@ -28,8 +28,8 @@ export interface RunningMeshlet {
 }
 
 /**
- * Starts `meshlet agent` as its own process (so its CPU and memory are its own) with Node 24
- * from node_modules, and waits until /readyz answers 200.
+ * Starts `bin/meshlet agent` as its own process (so its CPU and memory are its own; the launcher
+ * execs Node 24 from node_modules), and waits until /readyz answers 200.
  */
 export async function startMeshlet(opts: {
   repo: string;
@@ -40,9 +40,9 @@ export async function startMeshlet(opts: {
   readyTimeoutMs?: number;
 }): Promise<RunningMeshlet> {
   const adminPort = await freePort();
-  const node = join(opts.repo, 'node_modules', '.bin', 'node');
+  // bin/meshlet, as a user runs it: Node 24 from node_modules and the process settings it exports.
+  const launcher = join(opts.repo, 'bin', 'meshlet');
   const args = [
-    join(opts.repo, 'src', 'cli', 'main.ts'),
     'agent',
     '-c',
     opts.config,
@@ -53,7 +53,7 @@ export async function startMeshlet(opts: {
     ...opts.sets.flatMap((s) => ['--set', s]),
   ];
   const t0 = performance.now();
-  const service = new Service(opts.name, node, args, { log: opts.log, cwd: opts.repo });
+  const service = new Service(opts.name, launcher, args, { log: opts.log, cwd: opts.repo });
   const adminUrl = `http://127.0.0.1:${adminPort}`;
   try {
     await waitFor(
