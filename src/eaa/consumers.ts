@@ -69,35 +69,38 @@ export class ConsumerHub {
     this.onConnect(cn);
   }
 
-  /** Writes one notification frame to `cn`'s socket, if it has one that is keeping up. */
+  /** Queues one notification frame for `cn`'s socket, if it has one that is keeping up. */
   send(cn: string, frame: string): SendResult {
     const ws = this.sockets.get(cn);
     if (ws === undefined || ws.readyState !== WebSocket.OPEN) return 'no_socket';
     if (ws.bufferedAmount > this.maxBuffered) return 'dropped';
-    this.cork(ws);
-    ws.send(frame);
+    const sock = socketOf(ws);
+    if (sock === undefined) return 'no_socket';
+    let q = this.queued.get(ws);
+    if (q === undefined) {
+      q = { sock, frames: [] };
+      this.queued.set(ws, q);
+      if (this.queued.size === 1) process.nextTick(this.flush);
+    }
+    q.frames.push(frame);
     return 'delivered';
   }
 
   /**
-   * Holds `ws`'s writes until the current tick's work is done, so the frames of the notifications
-   * handled together (an HTTP/2 read often carries several) leave in one TLS record and one
-   * syscall instead of one each. Nothing waits on a timer: the writes go out right after the
-   * current callback and its promise jobs.
+   * Text frames queued during the current tick, per socket. They are written when the tick's
+   * work is done as one Buffer: the notifications handled together (an HTTP/2 read often
+   * carries several) leave in one TLS record and one syscall, and no per-frame objects of
+   * `ws`'s sender (header Buffer, payload copy, write request) are made. `ws` still does the
+   * handshake, reading, pings and close; frames are whole, so its control frames interleave
+   * with these only between frames.
    */
-  private cork(ws: WebSocket): void {
-    // `ws` exposes no cork(); its socket is the TLS socket the frames are written to.
-    const sock = (ws as unknown as { _socket?: Duplex })._socket;
-    if (sock === undefined || this.corked.has(sock)) return;
-    sock.cork();
-    this.corked.add(sock);
-    if (this.corked.size === 1) process.nextTick(this.uncorkAll);
-  }
-
-  private readonly corked = new Set<Duplex>();
-  private readonly uncorkAll = (): void => {
-    for (const sock of this.corked) sock.uncork();
-    this.corked.clear();
+  private readonly queued = new Map<WebSocket, { sock: Duplex; frames: string[] }>();
+  private readonly flush = (): void => {
+    for (const [ws, q] of this.queued) {
+      // A socket closed meanwhile gets nothing after its close frame.
+      if (ws.readyState === WebSocket.OPEN && !q.sock.destroyed) q.sock.write(encodeTextFrames(q.frames));
+    }
+    this.queued.clear();
   };
 
   connected(cn: string): boolean {
@@ -112,6 +115,40 @@ export class ConsumerHub {
     }
     this.sockets.clear();
   }
+}
+
+/** The TLS socket under `ws` (it exposes none: `_socket` is where it keeps it). */
+function socketOf(ws: WebSocket): Duplex | undefined {
+  return (ws as unknown as { _socket?: Duplex })._socket;
+}
+
+/** Unmasked, final text frames (RFC 6455 §5.2: the server never masks), one after the other in one Buffer. */
+export function encodeTextFrames(frames: readonly string[]): Buffer {
+  let total = 0;
+  const lengths = new Array<number>(frames.length);
+  for (let i = 0; i < frames.length; i++) {
+    const n = Buffer.byteLength(frames[i] as string);
+    lengths[i] = n;
+    total += n + (n < 126 ? 2 : n < 65536 ? 4 : 10);
+  }
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (let i = 0; i < frames.length; i++) {
+    const n = lengths[i] as number;
+    out[at++] = 0x81; // FIN + text
+    if (n < 126) out[at++] = n;
+    else if (n < 65536) {
+      out[at++] = 126;
+      out.writeUInt16BE(n, at);
+      at += 2;
+    } else {
+      out[at++] = 127;
+      out.writeBigUInt64BE(BigInt(n), at);
+      at += 8;
+    }
+    at += out.write(frames[i] as string, at, 'utf8');
+  }
+  return out;
 }
 
 /** gorilla/websocket's default CheckOrigin: the Origin's host must equal Host (ASCII case-insensitive). */

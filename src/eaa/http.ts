@@ -1,5 +1,5 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { OutgoingHttpHeaders as Http2Headers, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 
 /**
@@ -9,9 +9,66 @@ import type { TLSSocket } from 'node:tls';
 
 export const JSON_TYPE = 'application/json; charset=UTF-8';
 
-/** A request on either protocol the API serves: HTTP/1.1, or HTTP/2 through node:http2's compatibility API. */
-export type Req = IncomingMessage | Http2ServerRequest;
-export type Res = ServerResponse | Http2ServerResponse;
+/** A request on either protocol the API serves: HTTP/1.1 (node:http), or an HTTP/2 stream. */
+export type Req = IncomingMessage | StreamRequest;
+export type Res = ServerResponse | StreamResponse;
+
+/**
+ * An HTTP/2 request read straight off node:http2's core stream API. The compatibility API
+ * (Http2ServerRequest/Response) builds two more stream objects, their listeners and a header
+ * copy per request: about a fifth of what the agent allocated per notification at 10,000/s,
+ * and so of its GC pauses. The handlers read only method, url, headers and the body.
+ */
+export class StreamRequest {
+  readonly stream: ServerHttp2Stream;
+  readonly headers: IncomingHttpHeaders;
+  readonly method: string;
+  readonly url: string;
+
+  constructor(stream: ServerHttp2Stream, headers: IncomingHttpHeaders) {
+    this.stream = stream;
+    this.headers = headers;
+    this.method = headers[':method'] ?? '';
+    this.url = headers[':path'] ?? '/';
+  }
+}
+
+/** The answer on an HTTP/2 stream, with the calls the handlers make of a ServerResponse. */
+export class StreamResponse {
+  readonly stream: ServerHttp2Stream;
+  headersSent = false;
+  statusCode = 200;
+
+  constructor(stream: ServerHttp2Stream) {
+    this.stream = stream;
+  }
+
+  writeHead(status: number, headers: OutgoingHttpHeaders): this {
+    if (this.headersSent) return this;
+    this.headersSent = true;
+    this.statusCode = status;
+    // HTTP/2 header names are lower case (RFC 9113 §8.2.1); the handlers write them as HTTP/1.1 does.
+    const h2: Http2Headers = { ':status': status };
+    for (const [k, v] of Object.entries(headers)) if (v !== undefined) h2[k.toLowerCase()] = v;
+    this.#pending = h2;
+    return this;
+  }
+
+  #pending: Http2Headers | undefined;
+
+  end(body?: string): void {
+    const s = this.stream;
+    const headers = this.#pending ?? { ':status': this.statusCode };
+    this.#pending = undefined;
+    if (s.destroyed || s.closed || s.headersSent) return; // the client left (reset the stream)
+    if (body === undefined || body === '') {
+      s.respond(headers, { endStream: true });
+      return;
+    }
+    s.respond(headers);
+    s.end(body);
+  }
+}
 
 export class BodyTooLarge extends Error {
   override readonly name = 'BodyTooLarge';
@@ -21,7 +78,7 @@ export class BodyTooLarge extends Error {
 export function readBody(req: Req, limit: number): Promise<string> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) {
-    req.resume();
+    (req instanceof StreamRequest ? req.stream : req).resume();
     return Promise.reject(new BodyTooLarge(`request body over ${limit} bytes`));
   }
   return new Promise((resolve, reject) => {
@@ -29,7 +86,7 @@ export function readBody(req: Req, limit: number): Promise<string> {
     let first: Buffer | undefined;
     let rest: Buffer[] | undefined;
     let size = 0;
-    const r = req as IncomingMessage; // both are Readables; the union's overloads do not unify
+    const r = req instanceof StreamRequest ? req.stream : req;
     r.on('data', (c: Buffer) => {
       size += c.length;
       if (size > limit) {
@@ -160,7 +217,7 @@ export function matchRoute<H>(routes: readonly Route<H>[], method: string, rawUr
  * HTTP/2 (`req.socket` there is a proxy made per stream).
  */
 function tlsSocketOf(req: Req): TLSSocket | undefined {
-  const sock = 'stream' in req ? req.stream.session?.socket : req.socket;
+  const sock = req instanceof StreamRequest ? req.stream.session?.socket : req.socket;
   return sock !== undefined && typeof (sock as TLSSocket).getPeerCertificate === 'function' ? (sock as TLSSocket) : undefined;
 }
 

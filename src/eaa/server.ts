@@ -1,6 +1,6 @@
 import { constants } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createSecureServer, type Http2SecureServer } from 'node:http2';
+import { createSecureServer, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo, Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
@@ -19,6 +19,8 @@ import {
   type RouteMatch,
   readBody,
   redirect,
+  StreamRequest,
+  StreamResponse,
   send,
 } from './http.ts';
 import { JsonSyntaxError, JsonTypeError } from './json.ts';
@@ -120,8 +122,19 @@ export class EaaServer {
         secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
         allowHTTP1: true,
       },
-      (req, res) => void this.dispatch(req, res),
+      // Only HTTP/1.1 requests reach this listener (see 'stream' below): node:http objects,
+      // whatever the http2 typings say.
+      (req, res) => void this.dispatch(req as unknown as IncomingMessage, res as unknown as ServerResponse),
     );
+    // HTTP/1.1 requests come as 'request' (node:http objects); HTTP/2 streams are served from
+    // the core API (StreamRequest in http.ts), so the compatibility layer that node:http2
+    // attached for the 'request' listener is taken off 'stream'.
+    this.api.removeAllListeners('stream');
+    this.api.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      // A reset or broken stream must not be an unhandled 'error'; its request just ends there.
+      stream.on('error', ignore);
+      void this.dispatch(new StreamRequest(stream, headers), new StreamResponse(stream));
+    });
     this.api.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
     this.api.on('tlsClientError', (err) => this.log.debug({ err }, 'TLS handshake refused'));
     this.api.on('secureConnection', (sock: TLSSocket) => {
@@ -348,6 +361,8 @@ export class EaaServer {
     }
   }
 }
+
+function ignore(): void {}
 
 /** Apps may ask for any CN (as in OpenNESS) except the agents' own namespace. */
 function refusedCommonName(cn: string): string | undefined {
