@@ -1,4 +1,5 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
 import { isIP, createServer as netServer, type Server, type Socket as TcpSocket } from 'node:net';
 import { ErrorCodes, MeshletError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
@@ -94,7 +95,7 @@ export class DnsServer {
 
   #listenUdp(address: string, port: number): Promise<Socket> {
     return new Promise((resolve, reject) => {
-      const socket = createSocket({ type: isIP(address) === 6 ? 'udp6' : 'udp4' });
+      const socket = createSocket({ type: isIP(address) === 6 ? 'udp6' : 'udp4', lookup: literalLookup });
       socket.once('error', reject);
       socket.bind(port, address, () => {
         socket.off('error', reject);
@@ -244,6 +245,22 @@ export class DnsServer {
     this.#log.error({ err }, 'DNS handler threw; answering SERVFAIL');
     return { kind: 'fail', rcode: RCODE.SERVFAIL, by: 'server', reason: 'internal error' };
   }
+}
+
+/**
+ * The address lookup of the UDP socket. Every reply goes to the IP literal the query came from,
+ * and dgram resolves even a literal through dns.lookup(), which answers on the next tick: one
+ * deferral and a few allocations per reply. A literal is answered at once; anything else goes
+ * to dns.lookup() as before.
+ */
+function literalLookup(
+  hostname: string,
+  options: LookupOneOptions,
+  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void {
+  const family = isIP(hostname);
+  if (family !== 0) callback(null, hostname, family);
+  else dnsLookup(hostname, options, callback);
 }
 
 function byLabel(by: string): AnsweredBy {
