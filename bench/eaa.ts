@@ -1,17 +1,17 @@
 import { once } from 'node:events';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { type ClientHttp2Session, connect as connectH2, createSecureServer } from 'node:http2';
 import { Agent, request } from 'node:https';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { Pool } from 'undici';
 import { WebSocket, WebSocketServer } from 'ws';
 import { createCa, issueCertificate } from '../src/eaa/pki.ts';
 import type { BenchContext, Benchmark, ContenderDef, Instance, Plan } from './lib/harness.ts';
 import { meshletVersion, startMeshlet } from './lib/meshlet.ts';
-import { commandLine, cpuSeconds, freePort, memoryOf, processTree, Service, tcpOpen, waitFor } from './lib/proc.ts';
+import { ensureVegeta } from './lib/peers.ts';
+import { commandLine, cpuSeconds, freePort, memoryOf, processTree, run, runOk, Service, tcpOpen, waitFor } from './lib/proc.ts';
 import { median, percentile } from './lib/stats.ts';
 
 /**
@@ -26,9 +26,11 @@ import { median, percentile } from './lib/stats.ts';
  * - "meshlet, across nodes": two agents (two processes on 127.0.0.1 with eaa.peers); the producer
  *   talks to node a, the consumers to node b, so every notification takes the agent-to-agent hop.
  *
- * The producers and the consumers are this process (node:http2, one connection per producer, as a
- * Go client negotiates; `ws`), so send and receive times come from one clock. The latency of a notification is measured from
- * its *scheduled* send time (open loop, no coordinated omission) to its arrival on the socket.
+ * The fixed-rate load comes from vegeta (a compiled open-loop generator, its own process): notification
+ * k carries k in its payload and is due at t0 + k/rate by vegeta's constant pacer, so its latency is
+ * its arrival on a consumer socket (this process, `ws`) minus that *scheduled* time (open loop, no
+ * coordinated omission), both on the wall clock. Registration, warm-up pings and the closed-loop
+ * "max" runs use node:http2 in a worker thread of this process.
  */
 
 const CONSUMERS = 100;
@@ -36,7 +38,7 @@ const NS1 = 'bench1';
 const NS100 = 'bench100';
 const RATE1 = 10_000;
 const RATE100 = 100;
-const INFLIGHT = 256;
+/** HTTP/1.1 producers: at most this many keep-alive connections (vegeta -max-connections). */
 const SOCKETS = 32;
 const CLOSED_LOOP = 64;
 const EVENT = '[{"name":"tick","version":"1"}]';
@@ -84,7 +86,10 @@ async function baselineServer(configPath: string): Promise<void> {
         const cn = cnOf((req.stream?.session?.socket ?? req.socket) as TLSSocket);
         const colon = cn.indexOf(':');
         const ns = cn.slice(0, colon);
-        const url = req.url ?? '';
+        // The path without the query string, as meshlet and a Go mux route (vegeta's targets carry ?k=).
+        const raw = req.url ?? '';
+        const q = raw.indexOf('?');
+        const url = q < 0 ? raw : raw.slice(0, q);
         try {
           if (req.method === 'POST' && url === '/notifications') {
             const n = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { name: string; version: string; payload: unknown };
@@ -156,25 +161,44 @@ function call(agent: Agent, port: number, method: string, path: string, body: st
 /** What the consumers of one measurement phase collect. */
 interface Phase {
   id: number;
+  /** Worker-driven phases (payload "t"): arrival minus send time, ms. */
   latencies: number[];
+  /** vegeta-driven phases (payload "k"): the index of each delivery and its arrival (wall clock, ms). */
+  ks: number[];
+  arrivals: number[];
   received: number;
+  /** Last arrival: clock() for "t" payloads, wall() for "k" payloads. */
   lastAt: number;
 }
 
-/** A payload `{"p":<phase>,"t":<scheduled ms>}`: cheap to find again in the frame without parsing it. */
+/** A payload `{"p":<phase>,"t":<send time, clock() ms>}`: cheap to find again in the frame without parsing it. */
 function payload(phase: number, t: number): string {
   return `{"name":"tick","version":"1","payload":{"p":${phase},"t":${t.toFixed(3)}}}`;
 }
 
-function onFrame(text: string, phase: Phase, now: number): void {
+/** The body of notification k of a vegeta phase: `{"p":<phase>,"k":<k>}`. */
+function indexedPayload(phase: number, k: number): string {
+  return `{"name":"tick","version":"1","payload":{"p":${phase},"k":${k}}}`;
+}
+
+function onFrame(text: string, phase: Phase): void {
   const at = text.indexOf('"payload":{"p":');
   if (at < 0) return;
   const comma = text.indexOf(',', at + 15);
   if (Number(text.slice(at + 15, comma)) !== phase.id) return; // a straggler of an earlier phase
   const end = text.indexOf('}', comma);
-  phase.latencies.push(now - Number(text.slice(comma + 5, end)));
+  const value = Number(text.slice(comma + 5, end));
+  if (text.charCodeAt(comma + 2) === 107 /* k */) {
+    const now = wall();
+    phase.ks.push(value);
+    phase.arrivals.push(now);
+    phase.lastAt = now;
+  } else {
+    const now = clock();
+    phase.latencies.push(now - value);
+    phase.lastAt = now;
+  }
   phase.received++;
-  phase.lastAt = now;
 }
 
 /** A monotonic clock shared by every thread and process on the machine (CLOCK_MONOTONIC), in ms. */
@@ -182,10 +206,14 @@ function clock(): number {
   return Number(process.hrtime.bigint()) / 1e6;
 }
 
+/** Wall clock with sub-millisecond precision, ms since the epoch: what vegeta's result timestamps are on. */
+function wall(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 type ProducerCommand =
   | { cmd: 'register' }
   | { cmd: 'one'; ns: string; phase: number }
-  | { cmd: 'fixed'; ns: string; phase: number; rate: number; ms: number; http1?: boolean }
   | { cmd: 'max'; ns: string; phase: number; ms: number };
 
 interface ProducerReply {
@@ -194,14 +222,13 @@ interface ProducerReply {
   failed: number;
   /** Clock when the last request was sent. */
   end: number;
-  /** Fixed rate: how late the producer sent, p99 over the run (ms after the scheduled time). */
-  lateP99?: number;
 }
 
 /**
- * The producers, in a worker thread so that sending and receiving (the consumers, main thread) do
- * not queue behind each other. Each producer holds one HTTP/2 connection (ALPN h2) and multiplexes
- * its requests on it, as an OpenNESS app written in Go does (net/http negotiates h2 by itself).
+ * The producers for registration, warm-up pings and the closed-loop runs, in a worker thread so
+ * that sending and receiving (the consumers, main thread) do not queue behind each other. Each
+ * producer holds one HTTP/2 connection (ALPN h2) and multiplexes its requests on it, as an
+ * OpenNESS app written in Go does (net/http negotiates h2 by itself). The fixed-rate runs are vegeta's.
  */
 async function producerWorker(d: { port: number; caPem: string; p1: Identity; p100: Identity }): Promise<void> {
   const port = parentPort;
@@ -241,30 +268,6 @@ async function producerWorker(d: { port: number; caPem: string; p1: Identity; p1
     stream.resume();
     stream.end(body);
   };
-  // HTTP/1.1 as the known OpenNESS sample apps speak it (a Go http.Transport with its own TLS
-  // config stays on HTTP/1.1): SOCKETS keep-alive connections per producer, no pipelining.
-  const pools = new Map<string, Pool>();
-  for (const [ns, id] of [
-    [NS1, d.p1],
-    [NS100, d.p100],
-  ] as const) {
-    pools.set(
-      ns,
-      new Pool(`https://127.0.0.1:${d.port}`, {
-        connections: SOCKETS,
-        pipelining: 1,
-        connect: { key: id.keyPem, cert: id.certPem, ca: [d.caPem], servername: 'eaa.openness' },
-      }),
-    );
-  }
-  const send1 = (ns: string, path: string, body: string, done: (status: number) => void): void => {
-    (pools.get(ns) as Pool)
-      .request({ path, method: 'POST', headers: { host: 'eaa.openness', 'content-type': 'application/json' }, body })
-      .then(
-        (res) => res.body.dump().then(() => done(res.statusCode)),
-        () => done(0),
-      );
-  };
   const post = (ns: string, path: string, body: string): Promise<number> =>
     new Promise((resolve, reject) =>
       send(ns, path, body, (st) => (st === 0 ? reject(new Error(`${path}: stream failed`)) : resolve(st))),
@@ -288,39 +291,6 @@ async function producerWorker(d: { port: number; caPem: string; p1: Identity; p1
     } else if (c.cmd === 'one') {
       r.sent = 1;
       await count(post(c.ns, '/notifications', payload(c.phase, clock())), 202);
-    } else if (c.cmd === 'fixed') {
-      // Open loop: notification k is due at t0 + k/rate and carries that time (no coordinated omission).
-      const total = Math.round((c.rate * c.ms) / 1000);
-      const t0 = clock();
-      let inflight = 0;
-      // How late each request left, preallocated: the generator's own share of the latency.
-      const late = new Float64Array(total);
-      // No promise kept per request: thousands alive for the whole run made this thread's own
-      // garbage collections (and so its send times) worse than what is measured.
-      let allDone: (() => void) | undefined;
-      const done = (st: number) => {
-        if (st === 202) r.accepted++;
-        else r.failed++;
-        if (--inflight === 0 && allDone !== undefined) allDone();
-      };
-      while (r.sent < total) {
-        const due = Math.min(total, Math.floor(((clock() - t0) * c.rate) / 1000) + 1);
-        while (r.sent < due && inflight < INFLIGHT) {
-          const scheduled = t0 + (r.sent * 1000) / c.rate;
-          late[r.sent] = clock() - scheduled;
-          r.sent++;
-          inflight++;
-          (c.http1 ? send1 : send)(c.ns, '/notifications', payload(c.phase, scheduled), done);
-        }
-        await new Promise((resolve) => setTimeout(resolve, 1));
-      }
-      r.end = clock();
-      late.sort();
-      r.lateP99 = late[Math.min(total - 1, Math.floor(total * 0.99))] ?? 0;
-      if (inflight > 0)
-        await new Promise<void>((resolve) => {
-          allDone = resolve;
-        });
     } else {
       const end = clock() + c.ms;
       const loop = async () => {
@@ -336,15 +306,236 @@ async function producerWorker(d: { port: number; caPem: string; p1: Identity; p1
   });
 }
 
-/** One connected set-up: 2 producers (a worker), 100 consumers (consumer 0 also subscribed to bench1). */
+// ------------------------------------------------------------------------------------------
+// The fixed-rate producer: vegeta, its own process.
+
+/** What every vegeta run needs: the binary, where its files go, the PEM files of the producers. */
+interface Vegeta {
+  bin: string;
+  dir: string;
+  caFile: string;
+  /** Producer certificate and key files, by namespace. */
+  producers: Record<string, { cert: string; key: string }>;
+}
+
+/**
+ * Each vegeta run starts with fresh connections (TLS handshakes, a new HTTP/2 session): the first
+ * few hundred ms queue up behind that start on 2 busy cores and drain slowly. So every run first
+ * sends at the same rate for this long, and only what is due after it counts (wrk2 does the same
+ * with its calibration period); the consumers' counts (lost frames) cover the whole run.
+ */
+const WARMUP_MS = 1000;
+
+/** One fixed-rate run: where, how fast, for how long (after WARMUP_MS), over which protocol. */
+interface Attack {
+  ns: string;
+  port: number | string;
+  rate: number;
+  ms: number;
+  http1: boolean;
+}
+
+const attackName = (a: Attack) => `${a.ns}-${a.rate}${a.http1 ? '-h1' : ''}`;
+
+/**
+ * vegeta's environment: no garbage collection during a run (it is short: ~10 KiB per request, the
+ * heap stays a few hundred MiB, and GOMEMLIMIT bounds it anyway). With the default GOGC its
+ * collections, on the 2 cores the servers use too, made it send several ms late at 10k/s.
+ */
+const VEGETA_ENV = ['GOGC=off', 'GOMEMLIMIT=1GiB'];
+
+/**
+ * The exact `vegeta attack` arguments of one run (targets and results files named after it),
+ * after `env VEGETA_ENV vegeta`. The targets are read (and decoded) before the first tick, not
+ * lazily during the run, and served in file order; response bodies (empty) are not kept.
+ */
+function attackArgs(v: Vegeta, a: Attack): string[] {
+  const id = v.producers[a.ns] as { cert: string; key: string };
+  const name = attackName(a);
+  return [
+    'attack',
+    '-format=json',
+    `-targets=${join(v.dir, `targets-${name}.json`)}`,
+    `-rate=${a.rate}/s`,
+    `-duration=${WARMUP_MS + a.ms}ms`,
+    '-timeout=10s',
+    '-max-body=0',
+    `-cert=${id.cert}`,
+    `-key=${id.key}`,
+    `-root-certs=${v.caFile}`,
+    `-connect-to=eaa.openness:${a.port}:127.0.0.1:${a.port}`,
+    ...(a.http1 ? ['-http2=false', '-keepalive', `-max-connections=${SOCKETS}`] : ['-http2']),
+    `-output=${join(v.dir, `results-${name}.bin`)}`,
+  ];
+}
+
+function encodeArgs(v: Vegeta, a: Attack): string[] {
+  const name = attackName(a);
+  return ['encode', '--to=csv', `--output=${join(v.dir, `results-${name}.csv`)}`, join(v.dir, `results-${name}.bin`)];
+}
+
+/**
+ * Writes the targets of one run, one line per notification: target k carries k in its body (what
+ * the consumer sees) and in its URL's query (what vegeta's results record, next to their sequence
+ * number), which pairs each notification with its hit exactly. A few more lines than the run
+ * needs, so that the pacer's last tick never finds the file empty.
+ */
+function writeTargets(v: Vegeta, a: Attack, phase: number): { total: number; lines: number } {
+  const total = Math.round((a.rate * (WARMUP_MS + a.ms)) / 1000);
+  const url = `https://eaa.openness:${a.port}/notifications`;
+  const lines: string[] = [];
+  for (let k = 0; k < total + Math.ceil(a.rate / 100) + 10; k++) {
+    const body = Buffer.from(indexedPayload(phase, k)).toString('base64');
+    lines.push(`{"method":"POST","url":"${url}?k=${k}","header":{"Content-Type":["application/json"]},"body":"${body}"}`);
+  }
+  writeFileSync(join(v.dir, `targets-${attackName(a)}.json`), `${lines.join('\n')}\n`);
+  return { total, lines: lines.length };
+}
+
+/** One vegeta result: sequence number, request timestamp (ns since the epoch), status, error, URL. */
+interface Hit {
+  seq: number;
+  ts: bigint;
+  code: number;
+  error: string;
+  url: string;
+}
+
+/**
+ * The records of `vegeta encode --to=csv`: timestamp (ns), code, latency, bytes out, bytes in,
+ * error, body, attack, seq, method, url, headers. Go's csv writer quotes a field only when it
+ * holds a comma, quote or line break (an error message may).
+ */
+export function parseVegetaCsv(text: string): Hit[] {
+  const hits: Hit[] = [];
+  const token = /("(?:[^"]|"")*"|[^,\r\n"]*)(,|\r?\n|$)/y;
+  let fields: string[] = [];
+  token.lastIndex = 0;
+  while (token.lastIndex < text.length) {
+    const at = token.lastIndex;
+    const m = token.exec(text);
+    if (m === null) throw new Error(`vegeta csv: cannot read at offset ${at}`);
+    const f = m[1] as string;
+    fields.push(f.startsWith('"') ? f.slice(1, -1).replaceAll('""', '"') : f);
+    if (m[2] === ',') continue;
+    if (fields.length !== 12) throw new Error(`vegeta csv: a record of ${fields.length} fields at offset ${at}`);
+    hits.push({
+      ts: BigInt(fields[0] as string),
+      code: Number(fields[1]),
+      error: fields[5] as string,
+      seq: Number(fields[8]),
+      url: fields[10] as string,
+    });
+    fields = [];
+    if (m[2] === '') break;
+  }
+  return hits;
+}
+
+/** What one vegeta run did, read from its results. */
+interface AttackResult {
+  /** Notifications the run was meant to send (rate × duration). */
+  total: number;
+  sent: number;
+  accepted: number;
+  failed: number;
+  /** Scheduled send time of hit 0, wall clock, ms since the epoch. */
+  t0: number;
+  /** Per notification k: when it was due (t0 + seq/rate of the hit that carried it) and when it left, wall ms; NaN if not sent. */
+  due: Float64Array;
+  sentAt: Float64Array;
+  /** How late each hit left (ms after its scheduled time). */
+  late: number[];
+  /** How long the vegeta process ran, s. */
+  seconds: number;
+}
+
+/**
+ * One producer's open-loop run with vegeta, then its results.
+ *
+ * vegeta's constant pacer releases tick n at start + (n + 1)/rate; each hit takes its sequence
+ * number and its `timestamp` (wall clock, ns) in one critical section before it reads its target,
+ * so hit n (by sequence number) cannot start before tick n, due at t0 + n/rate with t0 =
+ * start + 1/rate. t0 is the minimum over n of (timestamp_n − n/rate): exact as soon as one hit
+ * left on time. Hit n's lateness is timestamp_n − (t0 + n/rate). The targets are handed out in
+ * file order, but to whichever worker gets there first, so target k is not always hit k (a few
+ * swap with a neighbour at 10k/s; about 1 % with -lazy): each result's URL (?k=) says which k it carried.
+ */
+async function attack(v: Vegeta, a: Attack, phase: number): Promise<AttackResult> {
+  const { total, lines } = writeTargets(v, a, phase);
+  const args = attackArgs(v, a);
+  const t = performance.now();
+  const r = await run('env', [...VEGETA_ENV, v.bin, ...args], { timeoutMs: WARMUP_MS + a.ms + 30_000 });
+  const seconds = (performance.now() - t) / 1000;
+  if (r.timedOut || r.code !== 0) {
+    throw new Error(
+      `${commandLine(v.bin, args)} ${r.timedOut ? 'timed out' : `exited ${r.code}`}: ${r.stderr.trim().slice(-800)}`,
+    );
+  }
+  const enc = encodeArgs(v, a);
+  await runOk(v.bin, enc, { timeoutMs: 60_000 });
+  const hits = parseVegetaCsv(readFileSync(enc[2]?.slice('--output='.length) as string, 'utf8'));
+  if (hits.length === 0) throw new Error(`${commandLine(v.bin, args)}: no results`);
+  // The static targeter wraps around at the end of the file: then k would not be unique.
+  if (hits.length > lines) throw new Error(`${commandLine(v.bin, args)}: ${hits.length} requests for ${lines} targets`);
+  const perNs = 1e9 / a.rate;
+  let base = (hits[0] as Hit).ts;
+  for (const h of hits) if (h.ts < base) base = h.ts;
+  // base is ns since the epoch: its µs are exact in a double; everything else is ns after base.
+  const baseMs = Number(base / 1000n) / 1000 + Number(base % 1000n) / 1e6;
+  let t0 = Number.POSITIVE_INFINITY;
+  for (const h of hits) t0 = Math.min(t0, Number(h.ts - base) - h.seq * perNs);
+  // How late each hit due after the warm-up left.
+  const late = hits.filter((h) => h.seq * perNs >= WARMUP_MS * 1e6).map((h) => (Number(h.ts - base) - h.seq * perNs - t0) / 1e6);
+  const size = hits.reduce((n, h) => Math.max(n, h.seq + 1), 0) + 1;
+  const due = new Float64Array(size).fill(Number.NaN);
+  const sentAt = new Float64Array(size).fill(Number.NaN);
+  let accepted = 0;
+  const errors = new Map<string, number>();
+  for (const h of hits) {
+    const k = Number(h.url.slice(h.url.lastIndexOf('?k=') + 3));
+    if (!Number.isInteger(k) || k < 0 || k >= size) throw new Error(`vegeta result with URL ${h.url}: no k`);
+    due[k] = baseMs + (t0 + h.seq * perNs) / 1e6;
+    sentAt[k] = baseMs + Number(h.ts - base) / 1e6;
+    if (h.code === 202) accepted++;
+    else errors.set(h.error || String(h.code), (errors.get(h.error || String(h.code)) ?? 0) + 1);
+  }
+  const swapped = hits.filter((h) => !h.url.endsWith(`?k=${h.seq}`)).length;
+  appendFileSync(
+    join(v.dir, 'vegeta.log'),
+    `# ${new Date().toISOString()} ${commandLine(v.bin, args)}\n` +
+      `sent ${hits.length} (of ${total} scheduled), accepted ${accepted}, target k ≠ seq for ${swapped}, late p99 ${percentile(late, 99).toFixed(3)} ms\n` +
+      [...errors].map(([e, n]) => `${n}× ${e}\n`).join(''),
+  );
+  return {
+    total,
+    sent: hits.length,
+    accepted,
+    failed: hits.length - accepted,
+    t0: baseMs + t0 / 1e6,
+    due,
+    sentAt,
+    late,
+    seconds,
+  };
+}
+
+/**
+ * One connected set-up: 2 producers (a worker for registration, pings and the closed-loop runs;
+ * vegeta for the fixed-rate runs), 100 consumers (consumer 0 also subscribed to bench1).
+ */
 class Session {
   readonly #worker: Worker;
+  readonly #ep: Endpoints;
+  readonly #vegeta: Vegeta;
   readonly #sockets: WebSocket[] = [];
-  phase: Phase = { id: 0, latencies: [], received: 0, lastAt: 0 };
+  phase: Phase = { id: 0, latencies: [], ks: [], arrivals: [], received: 0, lastAt: 0 };
   #phaseId = 0;
 
-  private constructor(worker: Worker) {
+  private constructor(worker: Worker, ep: Endpoints, vegeta: Vegeta) {
     this.#worker = worker;
+    this.#ep = ep;
+    this.#vegeta = vegeta;
   }
 
   #ask(c: ProducerCommand): Promise<ProducerReply> {
@@ -362,12 +553,13 @@ class Session {
     ep: Endpoints,
     ids: { p1: Identity; p100: Identity; consumers: Identity[] },
     caPem: string,
+    vegeta: Vegeta,
   ): Promise<Session> {
     const worker = new Worker(fileURLToPath(import.meta.url), {
       workerData: { eaaProducer: { port: ep.producer, caPem, p1: ids.p1, p100: ids.p100 } },
     });
     worker.on('error', () => {});
-    const s = new Session(worker);
+    const s = new Session(worker, ep, vegeta);
     try {
       const reg = await s.#ask({ cmd: 'register' });
       if (reg.accepted !== 2) throw new Error('POST /services was refused');
@@ -383,7 +575,7 @@ class Session {
           ws.once('unexpected-response', (_q, res) => reject(new Error(`websocket refused: ${res.statusCode}`)));
           ws.once('error', reject);
         });
-        ws.on('message', (data) => onFrame(data.toString(), s.phase, clock()));
+        ws.on('message', (data) => onFrame(data.toString(), s.phase));
         const sub = new Agent({ keepAlive: false, ...tlsOf(id, caPem) });
         for (const ns of i === 0 ? [NS1, NS100] : [NS100]) {
           const st = await call(sub, ep.consumer, 'POST', `/subscriptions/${ns}`, EVENT);
@@ -415,24 +607,53 @@ class Session {
   }
 
   newPhase(): Phase {
-    this.phase = { id: ++this.#phaseId, latencies: [], received: 0, lastAt: 0 };
+    this.phase = { id: ++this.#phaseId, latencies: [], ks: [], arrivals: [], received: 0, lastAt: 0 };
     return this.phase;
   }
 
-  /** Open loop at `rate`/s for `ms`: delivered notifications/s, latency percentiles, lost frames. */
+  /**
+   * Open loop at `rate`/s for WARMUP_MS + `ms` with vegeta; over the `ms` after the warm-up:
+   * delivered notifications/s, latency percentiles (arrival minus scheduled send time), how late
+   * vegeta sent (p99); over the whole run: lost frames, the server processes' CPU (cores).
+   */
   async fixedRate(ns: string, rate: number, ms: number, consumers: number, http1 = false): Promise<Record<string, number>> {
     const ph = this.newPhase();
-    const t0 = clock();
-    const r = await this.#ask({ cmd: 'fixed', ns, phase: ph.id, rate, ms, http1 });
+    const trees = this.#ep.pids.flatMap((p) => processTree(p));
+    const cpu0 = cpuSeconds(trees);
+    const a: Attack = { ns, port: this.#ep.producer, rate, ms, http1 };
+    const r = await attack(this.#vegeta, a, ph.id);
+    const cores = (cpuSeconds(trees) - cpu0) / r.seconds;
     await this.#drain(ph, r.accepted * consumers);
-    if (r.failed > r.sent * 0.01) throw new Error(`${r.failed} of ${r.sent} notifications refused`);
-    const seconds = (Math.max(ph.lastAt, t0 + ms) - t0) / 1000;
+    if (r.failed > r.sent * 0.01)
+      throw new Error(`${r.failed} of ${r.sent} notifications refused (see ${this.#vegeta.dir}/vegeta.log)`);
+    const all = ph.ks.map((k, i) => (ph.arrivals[i] as number) - (r.due[k] ?? Number.NaN));
+    if (all.some(Number.isNaN)) throw new Error(`${attackName(a)}: a notification arrived that vegeta did not send`);
+    // What counts: the deliveries of notifications due after the warm-up.
+    const from = r.t0 + WARMUP_MS;
+    const latencies = all.filter((_, i) => (r.due[ph.ks[i] as number] as number) >= from);
+    const counted = latencies.length;
+    // A notification cannot arrive before it left: if one does, vegeta's clock and this one disagree.
+    const early = ph.ks.filter((k, i) => (ph.arrivals[i] as number) < (r.sentAt[k] as number)).length;
+    if (early > 0) {
+      appendFileSync(
+        join(this.#vegeta.dir, 'vegeta.log'),
+        `# ${attackName(a)} phase ${ph.id}: ${early} of ${all.length} deliveries before vegeta sent them (min latency ${all.reduce((m, l) => Math.min(m, l), 0).toFixed(3)} ms)\n`,
+      );
+      if (early > all.length * 0.001) throw new Error(`${early} notifications arrived before they were due: clock mismatch`);
+    }
+    // Every delivery, for a look at where the tail comes from (the last run of each kind is kept).
+    writeFileSync(
+      join(this.#vegeta.dir, `deliveries-${attackName(a)}.csv`),
+      `k,due_ms,sent_ms,arrived_ms\n${ph.ks.map((k, i) => `${k},${((r.due[k] as number) - r.t0).toFixed(3)},${((r.sentAt[k] as number) - r.t0).toFixed(3)},${((ph.arrivals[i] as number) - r.t0).toFixed(3)}`).join('\n')}\n`,
+    );
+    const seconds = (Math.max(ph.lastAt, from + ms) - from) / 1000;
     return {
-      rate: ph.received / consumers / seconds,
-      p50: ph.latencies.length > 0 ? median(ph.latencies) : Number.NaN,
-      p99: percentile(ph.latencies, 99),
-      late99: r.lateP99 ?? Number.NaN,
+      rate: counted / consumers / seconds,
+      p50: latencies.length > 0 ? median(latencies) : Number.NaN,
+      p99: percentile(latencies, 99),
+      late99: percentile(r.late, 99),
       lost: r.accepted * consumers - ph.received,
+      cores,
     };
   }
 
@@ -469,6 +690,8 @@ export const eaaBenchmark: Benchmark = {
     const dir = ctx.rawDir;
     const ms = ctx.quick ? 1500 : 2500;
     const node = join(ctx.repo, 'node_modules', '.bin', 'node');
+    const vegetaBin = await ensureVegeta(ctx.repo, ctx.log);
+    const vegetaVersion = /Version: v?(\S+)/.exec(await runOk(vegetaBin, ['-version'], { timeoutMs: 10_000 }))?.[1] ?? 'unknown';
 
     // One CA for everything, as the nodes of one cluster share it; app certificates are issued
     // from it directly (what POST /auth would return), so 102 apps need no openssl round trips.
@@ -483,6 +706,17 @@ export const eaaBenchmark: Benchmark = {
       p100: await issue(`${NS100}:producer`),
       consumers: await Promise.all(Array.from({ length: CONSUMERS }, (_, i) => issue(`bench:consumer-${i}`))),
     };
+    // The producers' identities as PEM files, for vegeta's -cert/-key.
+    const producers: Vegeta['producers'] = {};
+    for (const [ns, id] of [
+      [NS1, ids.p1],
+      [NS100, ids.p100],
+    ] as const) {
+      producers[ns] = { cert: join(dir, `producer-${ns}.pem`), key: join(dir, `producer-${ns}-key.pem`) };
+      writeFileSync(producers[ns].cert, id.certPem);
+      writeFileSync(producers[ns].key, id.keyPem, { mode: 0o600 });
+    }
+    const vegeta: Vegeta = { bin: vegetaBin, dir, caFile, producers };
     const registry = join(dir, 'registry.json');
     writeFileSync(registry, JSON.stringify({ nodes: [], services: [] }));
 
@@ -517,11 +751,7 @@ export const eaaBenchmark: Benchmark = {
 
     /** One round: both fan-outs, fixed rate then flat out. */
     const measureOn = async (session: Session, pids: number[]): Promise<Record<string, number>> => {
-      const trees = pids.flatMap((p) => processTree(p));
-      const cpu0 = cpuSeconds(trees);
-      const t0 = performance.now();
       const c1 = await session.fixedRate(NS1, RATE1, ms, 1);
-      const cores = (cpuSeconds(trees) - cpu0) / ((performance.now() - t0) / 1000);
       const c1low = await session.fixedRate(NS1, RATE1 / 10, ms, 1);
       const c1h1 = await session.fixedRate(NS1, RATE1, ms, 1, true);
       const c1max = await session.maxRate(NS1, ms, 1);
@@ -534,10 +764,11 @@ export const eaaBenchmark: Benchmark = {
         'c1.late99': c1.late99 as number,
         'c1h1.p50': c1h1.p50 as number,
         'c1h1.p99': c1h1.p99 as number,
+        'c1h1.late99': c1h1.late99 as number,
         'c1.max': c1max,
         'c1low.p50': c1low.p50 as number,
         'c1low.p99': c1low.p99 as number,
-        'c1.cpu': cores,
+        'c1.cpu': c1.cores as number,
         'c100.rate': c100.rate as number,
         'c100.p50': c100.p50 as number,
         'c100.p99': c100.p99 as number,
@@ -549,7 +780,7 @@ export const eaaBenchmark: Benchmark = {
     const instance = async (ep: Endpoints, commands: string[], stop: () => Promise<void>): Promise<Instance> => {
       let session: Session;
       try {
-        session = await Session.open(ep, ids, ca.certPem);
+        session = await Session.open(ep, ids, ca.certPem, vegeta);
       } catch (err) {
         await stop();
         throw err;
@@ -616,18 +847,25 @@ export const eaaBenchmark: Benchmark = {
       },
     ];
 
+    /** The exact command line of one vegeta run, with the repo's path left out. */
+    const vegetaLine = (label: string, a: Attack) =>
+      `${label}: ${commandLine('env', [...VEGETA_ENV, 'vegeta', ...attackArgs(vegeta, a)]).replaceAll(`${ctx.repo}/`, '')}`;
+
     return {
       description:
         `Producers and consumers are apps with certificates from the EAA CA, using mutual TLS (ServerName eaa.openness) as OpenNESS apps do; ${CONSUMERS} consumers hold WebSockets. ` +
         `"1 consumer": producer ${NS1}:producer with one subscriber; "100 consumers": producer ${NS100}:producer with ${CONSUMERS} subscribers (namespace subscriptions). ` +
-        `Each round, for each fan-out: an open-loop run at a fixed rate for ${ms / 1000} s (1 consumer: ${RATE1.toLocaleString('en-US')} notifications/s, the target, and ${(RATE1 / 10).toLocaleString('en-US')}/s, below saturation; 100 consumers: ${RATE100}/s, i.e. ${(RATE100 * CONSUMERS).toLocaleString('en-US')} frames/s), ` +
+        `Each round, for each fan-out: an open-loop run at a fixed rate for ${ms / 1000} s after a ${WARMUP_MS / 1000} s warm-up (1 consumer: ${RATE1.toLocaleString('en-US')} notifications/s, the target, and ${(RATE1 / 10).toLocaleString('en-US')}/s, below saturation; 100 consumers: ${RATE100}/s, i.e. ${(RATE100 * CONSUMERS).toLocaleString('en-US')} frames/s), ` +
         `each POST /notifications timed from its scheduled send time to its arrival on each consumer's socket (p50/p99 over every delivery; "rate" is what arrived per second); ` +
         `then a closed-loop run (${CLOSED_LOOP} requests always outstanding, ${ms / 1000} s): "max" notifications/s delivered to every consumer. ` +
-        `The client is this Node process on the same 2 cores: the producers in a worker thread, the consumers (ws) on the main thread; times come from the monotonic clock both share. ` +
-        `Producers speak HTTP/2 (node:http2: one connection per producer, negotiated by ALPN, requests multiplexed on it, at most ${INFLIGHT} outstanding), as a Go client with HTTP/2 enabled does with the Go EAA, which offers h2; both servers serve h2 and HTTP/1.1 on one TLS port. ` +
-        `The known OpenNESS sample apps stay on HTTP/1.1 (a Go Transport with its own TLS config does not enable h2), so the 10k/s run is repeated with HTTP/1.1 producers ("HTTP/1.1": undici, ${SOCKETS} keep-alive connections, no pipelining). ` +
-        '"producer late p99" is how late the load generator itself sent at 10k/s (p99 of actual minus scheduled send time): that share of the latency is the client\'s, stalled on the same 2 cores, not the server\'s. ' +
-        '"CPU" is the server processes\' CPU during the 1-consumer fixed-rate run; "RSS" the server processes after the round (both agents across nodes).',
+        `The fixed-rate runs are driven by vegeta ${vegetaVersion} (Go, its own process, on the same 2 cores, GOGC=off for the run; \`vegeta attack\` with its constant pacer, one JSON target per notification, decoded before the run and served in order; notification k carries k in its payload and in its URL's query, which both servers ignore), mutual TLS with the producer's certificate and ServerName eaa.openness. ` +
+        `Every vegeta run opens fresh connections, so it first sends at the same rate for ${WARMUP_MS / 1000} s, which is not counted (like wrk2's calibration period; "lost" covers it too). ` +
+        `vegeta's pacer makes its n-th request due at t0 + n/rate, and its results give each request's sequence number n, its timestamp (wall clock, ns) and its URL, hence which notification k it carried; a notification's latency is its arrival on a consumer's socket (this Node process, \`ws\`, wall clock) minus the time its request was due. ` +
+        `Producers speak HTTP/2 (\`-http2\`: Go's net/http, one connection negotiated by ALPN, requests multiplexed on it), as a Go client with HTTP/2 enabled does with the Go EAA, which offers h2; both servers serve h2 and HTTP/1.1 on one TLS port. ` +
+        `The known OpenNESS sample apps stay on HTTP/1.1 (a Go Transport with its own TLS config does not enable h2), so the 10k/s run is repeated with HTTP/1.1 producers ("HTTP/1.1": \`-http2=false\`, keep-alive, at most ${SOCKETS} connections). ` +
+        `The closed-loop runs, registration and warm-up pings use node:http2 from a worker thread of the bench process. ` +
+        '"producer late p99" is how late vegeta itself sent at 10k/s (p99 of its request timestamp minus the scheduled time, matched by its sequence number): that share of the latency is the client\'s, not the server\'s. ' +
+        '"CPU" is the server processes\' CPU while vegeta ran the 1-consumer 10k/s run; "RSS" the server processes after the round (both agents across nodes).',
       metrics: [
         { key: 'c1.rate', label: '1 consumer, at 10k/s offered', unit: 'notif/s', better: 'higher', chart: 'throughput' },
         { key: 'c1.max', label: '1 consumer, max', unit: 'notif/s', better: 'higher', chart: 'throughput' },
@@ -645,6 +883,14 @@ export const eaaBenchmark: Benchmark = {
         },
         { key: 'c1h1.p50', label: '1 consumer p50 at 10k/s, HTTP/1.1', unit: 'ms', better: 'lower', chart: 'latency', digits: 2 },
         { key: 'c1h1.p99', label: '1 consumer p99 at 10k/s, HTTP/1.1', unit: 'ms', better: 'lower', chart: 'latency', digits: 2 },
+        {
+          key: 'c1h1.late99',
+          label: 'producer late p99 at 10k/s, HTTP/1.1',
+          unit: 'ms',
+          better: 'lower',
+          chart: 'latency',
+          digits: 2,
+        },
         { key: 'c1low.p50', label: '1 consumer p50 at 1k/s', unit: 'ms', better: 'lower', chart: 'latency', digits: 2 },
         { key: 'c1low.p99', label: '1 consumer p99 at 1k/s', unit: 'ms', better: 'lower', chart: 'latency', digits: 2 },
         { key: 'c100.p50', label: '100 consumers p50', unit: 'ms', better: 'lower', chart: 'latency', digits: 2 },
@@ -668,11 +914,20 @@ export const eaaBenchmark: Benchmark = {
         ['c100.max', 'cross', 'local'],
       ],
       loadCommands: [
-        'POST https://127.0.0.1:<port>/notifications {"name":"tick","version":"1","payload":{"p":<phase>,"t":<ms>}} (HTTP/2 over mutual TLS, one connection per producer; or HTTP/1.1, undici Pool of 32; bench/eaa.ts producerWorker)',
+        vegetaLine('1 consumer, 10k/s (HTTP/2)', { ns: NS1, port: '<port>', rate: RATE1, ms, http1: false }),
+        vegetaLine('1 consumer, 10k/s (HTTP/1.1)', { ns: NS1, port: '<port>', rate: RATE1, ms, http1: true }),
+        vegetaLine('1 consumer, 1k/s', { ns: NS1, port: '<port>', rate: RATE1 / 10, ms, http1: false }),
+        vegetaLine('100 consumers, 100/s', { ns: NS100, port: '<port>', rate: RATE100, ms, http1: false }),
+        'targets, one line per notification k (body in base64): {"method":"POST","url":"https://eaa.openness:<port>/notifications?k=<k>","header":{"Content-Type":["application/json"]},"body":<{"name":"tick","version":"1","payload":{"p":<phase>,"k":<k>}}>}',
+        `results: ${commandLine('vegeta', encodeArgs(vegeta, { ns: NS1, port: '<port>', rate: RATE1, ms, http1: false }))} (per request: timestamp in ns, status, seq, URL)`.replaceAll(
+          `${ctx.repo}/`,
+          '',
+        ),
+        `closed loop ("max"), registration, warm-up: POST https://127.0.0.1:<port>/notifications {"name":"tick","version":"1","payload":{"p":<phase>,"t":<ms>}} (node:http2 over mutual TLS, one connection per producer, ${CLOSED_LOOP} requests outstanding; bench/eaa.ts producerWorker)`,
         'wss://127.0.0.1:<port>/notifications with Host: <consumer CN> (ws, no compression)',
         `baseline: ${commandLine(node, ['bench/eaa.ts', '--baseline', '<config.json>'])}`,
       ],
-      versions: { meshlet: meshletVersion(ctx.repo), node: process.version, ws: wsVersion(ctx.repo) },
+      versions: { meshlet: meshletVersion(ctx.repo), node: process.version, ws: wsVersion(ctx.repo), vegeta: vegetaVersion },
       notes: [
         'Target (issue 7): 10,000 notifications/s fan-out to one consumer with p99 under 5 ms on the same node.',
         'There is no live OpenNESS EAA peer here (it is a Go service with its own cluster setup), so the direct baseline is a bare `ws` broker with the same API subset and frame over the same mutual TLS: what Node, TLS and `ws` cost before any EAA logic.',

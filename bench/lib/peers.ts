@@ -68,3 +68,14 @@ export async function ensureCoreDNS(repo: string, log: (msg: string) => void): P
   if (!existsSync(path)) throw new Error(`scripts/build-coredns.sh did not leave ${path}`);
   return path;
 }
+
+/** Builds (or finds cached) the pinned vegeta with scripts/build-vegeta.sh; returns its path. */
+export async function ensureVegeta(repo: string, log: (msg: string) => void): Promise<string> {
+  const cache = process.env.MESHLET_BIN_CACHE ?? join(homedir(), '.cache', 'meshlet', 'bin');
+  const path = join(cache, 'current', 'vegeta');
+  log('checking vegeta (scripts/build-vegeta.sh; a cold build takes a minute) ...');
+  const out = await runOk(join(repo, 'scripts', 'build-vegeta.sh'), [], { timeoutMs: 1_200_000 });
+  for (const line of out.trim().split('\n')) log(line);
+  if (!existsSync(path)) throw new Error(`scripts/build-vegeta.sh did not leave ${path}`);
+  return path;
+}
