@@ -58,24 +58,23 @@ export async function ensureDebianTools(tools: readonly DebianTool[], log: (msg:
   if (still.length > 0) throw new Error(`apt-get ran but ${still.join(', ')} is still missing`);
 }
 
-/** Builds (or finds cached) the pinned CoreDNS with scripts/build-coredns.sh; returns its path. */
-export async function ensureCoreDNS(repo: string, log: (msg: string) => void): Promise<string> {
+/** Builds (or finds cached) a pinned Go tool with scripts/build-go-tool.sh; returns its path. */
+async function ensureGoTool(repo: string, tool: 'coredns' | 'vegeta', log: (msg: string) => void): Promise<string> {
   const cache = process.env.MESHLET_BIN_CACHE ?? join(homedir(), '.cache', 'meshlet', 'bin');
-  const path = join(cache, 'current', 'coredns');
-  log('checking CoreDNS (scripts/build-coredns.sh; a cold build takes a few minutes) ...');
-  const out = await runOk(join(repo, 'scripts', 'build-coredns.sh'), [], { timeoutMs: 1_200_000 });
+  const path = join(cache, 'current', tool);
+  log(`checking ${tool} (scripts/build-go-tool.sh ${tool}; a cold build takes a minute or a few) ...`);
+  const out = await runOk(join(repo, 'scripts', 'build-go-tool.sh'), [tool], { timeoutMs: 1_200_000 });
   for (const line of out.trim().split('\n')) log(line);
-  if (!existsSync(path)) throw new Error(`scripts/build-coredns.sh did not leave ${path}`);
+  if (!existsSync(path)) throw new Error(`scripts/build-go-tool.sh ${tool} did not leave ${path}`);
   return path;
 }
 
-/** Builds (or finds cached) the pinned vegeta with scripts/build-vegeta.sh; returns its path. */
-export async function ensureVegeta(repo: string, log: (msg: string) => void): Promise<string> {
-  const cache = process.env.MESHLET_BIN_CACHE ?? join(homedir(), '.cache', 'meshlet', 'bin');
-  const path = join(cache, 'current', 'vegeta');
-  log('checking vegeta (scripts/build-vegeta.sh; a cold build takes a minute) ...');
-  const out = await runOk(join(repo, 'scripts', 'build-vegeta.sh'), [], { timeoutMs: 1_200_000 });
-  for (const line of out.trim().split('\n')) log(line);
-  if (!existsSync(path)) throw new Error(`scripts/build-vegeta.sh did not leave ${path}`);
-  return path;
+/** The pinned CoreDNS, the DNS peer. */
+export function ensureCoreDNS(repo: string, log: (msg: string) => void): Promise<string> {
+  return ensureGoTool(repo, 'coredns', log);
+}
+
+/** The pinned vegeta, the EAA benchmark's load generator. */
+export function ensureVegeta(repo: string, log: (msg: string) => void): Promise<string> {
+  return ensureGoTool(repo, 'vegeta', log);
 }
