@@ -74,15 +74,13 @@ export class ConsumerHub {
     const ws = this.sockets.get(cn);
     if (ws === undefined || ws.readyState !== WebSocket.OPEN) return 'no_socket';
     if (ws.bufferedAmount > this.maxBuffered) return 'dropped';
-    const sock = socketOf(ws);
-    if (sock === undefined) return 'no_socket';
-    let q = this.queued.get(ws);
-    if (q === undefined) {
-      q = { sock, frames: [] };
-      this.queued.set(ws, q);
+    let frames = this.queued.get(ws);
+    if (frames === undefined) {
+      frames = [];
+      this.queued.set(ws, frames);
       if (this.queued.size === 1) process.nextTick(this.flush);
     }
-    q.frames.push(frame);
+    frames.push(frame);
     return 'delivered';
   }
 
@@ -94,11 +92,12 @@ export class ConsumerHub {
    * handshake, reading, pings and close; frames are whole, so its control frames interleave
    * with these only between frames.
    */
-  private readonly queued = new Map<WebSocket, { sock: Duplex; frames: string[] }>();
+  private readonly queued = new Map<WebSocket, string[]>();
   private readonly flush = (): void => {
-    for (const [ws, q] of this.queued) {
+    for (const [ws, frames] of this.queued) {
       // A socket closed meanwhile gets nothing after its close frame.
-      if (ws.readyState === WebSocket.OPEN && !q.sock.destroyed) q.sock.write(encodeTextFrames(q.frames));
+      const sock = socketOf(ws);
+      if (ws.readyState === WebSocket.OPEN && sock !== undefined && !sock.destroyed) sock.write(encodeTextFrames(frames));
     }
     this.queued.clear();
   };
