@@ -76,9 +76,11 @@ export class BodyTooLarge extends Error {
 
 /** The request body as UTF-8 text; rejects with BodyTooLarge past `limit` bytes. */
 export function readBody(req: Req, limit: number): Promise<string> {
+  // Both are Readables: the HTTP/2 body is the stream itself.
+  const r = req instanceof StreamRequest ? req.stream : req;
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) {
-    (req instanceof StreamRequest ? req.stream : req).resume();
+    r.resume();
     return Promise.reject(new BodyTooLarge(`request body over ${limit} bytes`));
   }
   return new Promise((resolve, reject) => {
@@ -86,7 +88,6 @@ export function readBody(req: Req, limit: number): Promise<string> {
     let first: Buffer | undefined;
     let rest: Buffer[] | undefined;
     let size = 0;
-    const r = req instanceof StreamRequest ? req.stream : req;
     r.on('data', (c: Buffer) => {
       size += c.length;
       if (size > limit) {
