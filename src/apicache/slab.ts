@@ -1,7 +1,7 @@
 /**
  * Where cached objects' bytes live: packed one after the other into 64 KiB "slabs" instead of one
  * Buffer each. A Buffer per object costs a JS object (~100 bytes) and, below 4 KiB, a slice of
- * Node's shared 8 KiB pool: 2 KiB pods fill a pool only to ~75% and pin it as long as any of them
+ * Node's shared 8 KiB pool: 2 KiB pods fill a pool only to ~75% and pin it while one of them
  * lives. A slab is one allocation whose bytes are handed out in order (a bump pointer); it is
  * freed (by the GC) when no object points into it any more.
  *
