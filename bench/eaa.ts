@@ -498,7 +498,10 @@ async function attack(v: Vegeta, a: Attack, phase: number): Promise<AttackResult
     due[k] = baseMs + (t0 + h.seq * perNs) / 1e6;
     sentAt[k] = baseMs + Number(h.ts - base) / 1e6;
     if (h.code === 202) accepted++;
-    else errors.set(h.error || String(h.code), (errors.get(h.error || String(h.code)) ?? 0) + 1);
+    else {
+      const why = h.error || String(h.code);
+      errors.set(why, (errors.get(why) ?? 0) + 1);
+    }
   }
   const swapped = hits.filter((h) => !h.url.endsWith(`?k=${h.seq}`)).length;
   appendFileSync(
