@@ -2,9 +2,9 @@ import { createRequire } from 'node:module';
 
 /**
  * Node's native llhttp binding (`node:_http_common`'s HTTPParser), as node:http itself drives it:
- * one declaration for the two lean paths that use it (h1-pool.ts parses responses,
- * lean-server.ts requests). Not a public API; pinned by engines (Node 24) and by the tests of
- * both paths.
+ * one declaration for the lean paths that use it (h1-pool.ts parses responses, lean-server.ts
+ * and src/eaa/h1.ts requests). Not a public API; pinned by engines (Node 24) and by the tests of
+ * those paths.
  */
 export interface NativeParser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;

@@ -1,6 +1,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { OutgoingHttpHeaders as Http2Headers, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
+import { H1Request, type H1Response } from './h1.ts';
 
 /**
  * HTTP details shared by the EAA's listeners: bodies read under a size limit, responses with
@@ -9,9 +10,12 @@ import type { TLSSocket } from 'node:tls';
 
 export const JSON_TYPE = 'application/json; charset=UTF-8';
 
-/** A request on either protocol the API serves: HTTP/1.1 (node:http), or an HTTP/2 stream. */
-export type Req = IncomingMessage | StreamRequest;
-export type Res = ServerResponse | StreamResponse;
+/**
+ * A request as the API's handlers see it: HTTP/1.1 read by llhttp (h1.ts), an HTTP/2 stream, or
+ * node:http's, for connections handed to it (an upgrade, Expect, HTTP/1.0).
+ */
+export type Req = H1Request | StreamRequest | IncomingMessage;
+export type Res = H1Response | StreamResponse | ServerResponse;
 
 /**
  * An HTTP/2 request read straight off node:http2's core stream API. The compatibility API
@@ -76,6 +80,13 @@ export class BodyTooLarge extends Error {
 
 /** The request body as UTF-8 text; rejects with BodyTooLarge past `limit` bytes. */
 export function readBody(req: Req, limit: number): Promise<string> {
+  if (req instanceof H1Request) {
+    // Read with the head already, under the same limit (eaa.maxBodyBytes).
+    if (req.body === undefined || Buffer.byteLength(req.body) > limit) {
+      return Promise.reject(new BodyTooLarge(`request body over ${Math.min(limit, req.bodyLimit)} bytes`));
+    }
+    return Promise.resolve(req.body);
+  }
   // Both are Readables: the HTTP/2 body is the stream itself.
   const r = req instanceof StreamRequest ? req.stream : req;
   const declared = Number(req.headers['content-length'] ?? 0);

@@ -8,6 +8,7 @@ import { ErrorCodes, errorMessage, MeshletError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ConsumerHub } from './consumers.ts';
 import type { EaaCore } from './core.ts';
+import { H1Connection } from './h1.ts';
 import {
   BodyTooLarge,
   matchRoute,
@@ -90,6 +91,8 @@ export class EaaServer {
   private readonly o: EaaServerOptions;
   private readonly log: Logger;
   private readonly api: Http2SecureServer;
+  /** node:http for the HTTP/1.1 connections H1Connection hands over; it listens on nothing. */
+  private readonly http1: ReturnType<typeof createHttpServer>;
   private auth: ReturnType<typeof createHttpServer> | undefined;
   /** Open API connections, both protocols: http2 servers have no closeAllConnections(). */
   private readonly connections = new Set<TLSSocket>();
@@ -110,37 +113,42 @@ export class EaaServer {
     // EAA: a client that offers h2 multiplexes its requests on one connection (far cheaper per
     // notification, docs/decisions/eaa-transport.md); clients without ALPN and WebSockets (an
     // HTTP/1.1 upgrade) get HTTP/1.1. Client certificates work the same on both.
-    this.api = createSecureServer(
-      {
-        key: opts.serverCert.keyPem,
-        cert: opts.serverCert.certPem,
-        ca: [opts.ca.certPem],
-        requestCert: true,
-        rejectUnauthorized: true,
-        minVersion: 'TLSv1.2',
-        // Go's TLS server never renegotiates either; it also lets the CN be cached per connection.
-        secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
-        allowHTTP1: true,
-      },
-      // Only HTTP/1.1 requests reach this listener (see 'stream' below): node:http objects,
-      // whatever the http2 typings say.
-      (req, res) => void this.dispatch(req as unknown as IncomingMessage, res as unknown as ServerResponse),
-    );
-    // HTTP/1.1 requests come as 'request' (node:http objects); HTTP/2 streams are served from
-    // the core API (StreamRequest in http.ts), so the compatibility layer that node:http2
-    // attached for the 'request' listener is taken off 'stream'.
-    this.api.removeAllListeners('stream');
+    this.api = createSecureServer({
+      key: opts.serverCert.keyPem,
+      cert: opts.serverCert.certPem,
+      ca: [opts.ca.certPem],
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+      // Go's TLS server never renegotiates either; it also lets the CN be cached per connection.
+      secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
+      // Advertises http/1.1 next to h2; such connections never reach node:http2 (below).
+      allowHTTP1: true,
+    });
+    // HTTP/2 streams are served from the core stream API (StreamRequest in http.ts).
     this.api.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
       // A reset or broken stream must not be an unhandled 'error'; its request just ends there.
       stream.on('error', ignore);
       void this.dispatch(new StreamRequest(stream, headers), new StreamResponse(stream));
     });
-    this.api.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
-    this.api.on('tlsClientError', (err) => this.log.debug({ err }, 'TLS handshake refused'));
+    // HTTP/1.1 connections are read by llhttp directly (H1Connection); node:http gets those that
+    // need more than it does (a WebSocket upgrade, Expect, HTTP/1.0), from the request on.
+    this.http1 = createHttpServer((req, res) => void this.dispatch(req, res));
+    this.http1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
+    const [h2Listener] = this.api.listeners('secureConnection') as ((sock: TLSSocket) => void)[];
+    this.api.removeAllListeners('secureConnection');
     this.api.on('secureConnection', (sock: TLSSocket) => {
       this.connections.add(sock);
       sock.once('close', () => this.connections.delete(sock));
+      if (sock.alpnProtocol === 'h2') h2Listener?.call(this.api, sock);
+      else
+        new H1Connection(sock, {
+          maxBodyBytes: opts.maxBodyBytes,
+          serve: (req, res) => void this.dispatch(req, res),
+          handOff: (s) => this.http1.emit('connection', s),
+        });
     });
+    this.api.on('tlsClientError', (err) => this.log.debug({ err }, 'TLS handshake refused'));
   }
 
   get port(): number {
@@ -182,15 +190,21 @@ export class EaaServer {
 
   // ---- dispatch -------------------------------------------------------------------------------
 
-  /** matchRoute() answers by method and URL: apps send the same few requests again and again. */
+  /**
+   * matchRoute() answers by method and path: apps send the same few requests again and again.
+   * The query is not part of the key (a client that numbers its requests in it would otherwise
+   * miss every time); a redirect, whose Location carries the query, is not kept.
+   */
   private readonly matches = new Map<string, RouteMatch<Handler>>();
 
   private match(method: string, url: string): RouteMatch<Handler> {
-    const key = `${method} ${url}`;
+    const q = url.indexOf('?');
+    const key = `${method} ${q < 0 ? url : url.slice(0, q)}`;
     let m = this.matches.get(key);
     if (m === undefined) {
       m = matchRoute(this.routes, method, url);
-      if (this.matches.size >= 1024) this.matches.clear(); // made-up URLs must not grow it
+      if (m.kind === 'redirect') return m;
+      if (this.matches.size >= 1024) this.matches.clear(); // made-up paths must not grow it
       this.matches.set(key, m);
     }
     return m;

@@ -1,0 +1,352 @@
+import { type IncomingHttpHeaders, type OutgoingHttpHeaders, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { HTTPParser, METHODS, type NativeParser } from '../../proxy/http/llhttp.ts';
+
+/**
+ * HTTP/1.1 on the EAA's TLS port without node:http's objects per request: llhttp (the parser
+ * node:http itself drives) reads the connection, each request is handed to the API's handlers
+ * with its body already read, and the answer is written as the same bytes node:http writes
+ * (test/eaa/h1.test.ts pins them). At 10,000 notifications/s node:http's IncomingMessage,
+ * ServerResponse, their streams, header objects and ticks were about half of what the agent
+ * allocated per notification, and with them the collections that set its latency tail.
+ *
+ * What this path does not do itself goes to node:http for the rest of the connection, at a
+ * request boundary, after the answers owed: an upgrade (the consumers' WebSocket), `Expect`,
+ * HTTP/1.0, an unknown method. Pipelined requests are answered in order.
+ */
+
+/** llhttp's return from onHeadersComplete: go on, or stop before the body (as for an upgrade). */
+const PROCEED = 0;
+const STOP = 2;
+/** Requests parsed behind the one being answered before the socket stops being read. */
+const MAX_QUEUED = 16;
+/** node:http's keepAliveTimeout and headersTimeout. */
+const IDLE_TIMEOUT_MS = 5_000;
+const HEADERS_TIMEOUT_MS = 60_000;
+
+const BAD_REQUEST = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n';
+const HEADERS_TOO_LARGE = 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n';
+const KEEP_ALIVE = 'Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n';
+const CLOSE = 'Connection: close\r\n';
+
+/** Header names whose first value is kept, as node:http does; other repeats are joined with ", ". */
+const FIRST_WINS = new Set(['host', 'content-length', 'content-type', 'authorization', 'user-agent', 'origin']);
+
+let dateText = '';
+let dateSecond = 0;
+/** node:http's Date header, made once per second. */
+function httpDate(): string {
+  const now = Date.now();
+  const second = now - (now % 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
+/** One request with its body read (`body` undefined when it was over the limit and dropped). */
+export class H1Request {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly socket: TLSSocket;
+  readonly body: string | undefined;
+  readonly bodyLimit: number;
+
+  constructor(
+    method: string,
+    url: string,
+    headers: IncomingHttpHeaders,
+    socket: TLSSocket,
+    body: string | undefined,
+    bodyLimit: number,
+  ) {
+    this.method = method;
+    this.url = url;
+    this.headers = headers;
+    this.socket = socket;
+    this.body = body;
+    this.bodyLimit = bodyLimit;
+  }
+}
+
+/** The answer to an H1Request, with the calls the handlers make of a ServerResponse. */
+export class H1Response {
+  statusCode = 200;
+  headersSent = false;
+  readonly #conn: H1Connection;
+  readonly #keepAlive: boolean;
+  #head = '';
+  #hasLength = false;
+
+  constructor(conn: H1Connection, keepAlive: boolean) {
+    this.#conn = conn;
+    this.#keepAlive = keepAlive;
+  }
+
+  writeHead(status: number, headers: OutgoingHttpHeaders): this {
+    if (this.headersSent) return this;
+    this.headersSent = true;
+    this.statusCode = status;
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
+    for (const name in headers) {
+      const v = headers[name];
+      if (v === undefined) continue;
+      if (name.length === 14 && name.toLowerCase() === 'content-length') this.#hasLength = true;
+      if (Array.isArray(v)) for (const one of v) head += `${name}: ${one}\r\n`;
+      else head += `${name}: ${v}\r\n`;
+    }
+    this.#head = head;
+    return this;
+  }
+
+  end(body?: string): void {
+    if (!this.headersSent) this.writeHead(this.statusCode, {});
+    let out = `${this.#head}Date: ${httpDate()}\r\n${this.#keepAlive ? KEEP_ALIVE : CLOSE}`;
+    if (this.#hasLength || body === undefined || body === '') out += `\r\n${body ?? ''}`;
+    else out += `Transfer-Encoding: chunked\r\n\r\n${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n`;
+    this.#conn.answered(this, out, this.#keepAlive);
+  }
+}
+
+export interface H1Options {
+  maxBodyBytes: number;
+  /** The API's handlers. */
+  serve(req: H1Request, res: H1Response): void;
+  /** Gives the socket, its unread bytes put back, to node:http for the rest of its life. */
+  handOff(socket: Socket): void;
+}
+
+interface Parsed {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  keepAlive: boolean;
+  chunks: Buffer[];
+  size: number;
+  tooLarge: boolean;
+}
+
+/** One HTTP/1.1 connection of the API port, from its TLS handshake on. */
+export class H1Connection {
+  readonly socket: TLSSocket;
+  readonly #o: H1Options;
+  readonly #parser: NativeParser;
+  readonly #onData = (data: Buffer) => this.#executed(this.#parser.execute(data), data);
+  readonly #onEnd = () => this.#ended();
+  readonly #onClose = () => this.#finish();
+  readonly #onError = () => this.socket.destroy();
+  readonly #onTimeout = () => this.#timedOut();
+  #rawHeaders: string[] = [];
+  #rawUrl = '';
+  /** The request being read, from its headers to its last body byte. */
+  #reading: Parsed | undefined;
+  #readingSince = 0;
+  readonly #queue: Parsed[] = [];
+  #active: H1Response | undefined;
+  #handoff: Buffer | undefined;
+  #bad: string | undefined;
+  #closeAfter = false;
+  #paused = false;
+  #done = false;
+
+  constructor(socket: TLSSocket, opts: H1Options) {
+    this.socket = socket;
+    this.#o = opts;
+    const parser = new HTTPParser();
+    parser.initialize(HTTPParser.REQUEST, {}, 0, 0);
+    parser[HTTPParser.kOnMessageBegin] = () => {
+      this.#readingSince = performance.now();
+    };
+    parser[HTTPParser.kOnHeaders] = (headers: string[], url: string) => {
+      // Only for heads that arrive in several reads.
+      for (const h of headers) this.#rawHeaders.push(h);
+      this.#rawUrl += url;
+    };
+    parser[HTTPParser.kOnHeadersComplete] = this.#headersComplete.bind(this);
+    parser[HTTPParser.kOnBody] = (chunk: Buffer) => this.#body(chunk);
+    parser[HTTPParser.kOnMessageComplete] = () => this.#messageComplete();
+    this.#parser = parser;
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('close', this.#onClose);
+    socket.on('error', this.#onError);
+    socket.on('timeout', this.#onTimeout);
+    socket.setTimeout(IDLE_TIMEOUT_MS);
+  }
+
+  #headersComplete(
+    major: number,
+    minor: number,
+    rawHeaders: string[] | undefined,
+    method: number,
+    rawUrl: string | undefined,
+    _status: unknown,
+    _statusMessage: unknown,
+    upgrade: boolean,
+    keepAlive: boolean,
+  ): number {
+    let raw = rawHeaders;
+    if (raw === undefined) {
+      raw = this.#rawHeaders;
+      this.#rawHeaders = [];
+    }
+    let url = rawUrl;
+    if (url === undefined || url === '') {
+      url = this.#rawUrl;
+      this.#rawUrl = '';
+    }
+    const name = METHODS[method] ?? '';
+    const headers: IncomingHttpHeaders = {};
+    let expect = false;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const key = (raw[i] as string).toLowerCase();
+      const value = raw[i + 1] as string;
+      if (key === 'expect') expect = true;
+      const prev = headers[key];
+      if (prev === undefined) headers[key] = value;
+      else if (!FIRST_WINS.has(key)) headers[key] = `${prev as string}, ${value}`;
+    }
+    if (name === '' || major !== 1 || minor !== 1 || upgrade || expect) {
+      let head = `${name} ${url} HTTP/${major}.${minor}\r\n`;
+      for (let i = 0; i + 1 < raw.length; i += 2) head += `${raw[i] as string}: ${raw[i + 1] as string}\r\n`;
+      this.#handoff = Buffer.from(`${head}\r\n`, 'latin1');
+      return STOP;
+    }
+    this.#reading = { method: name, url, headers, keepAlive, chunks: [], size: 0, tooLarge: false };
+    return PROCEED;
+  }
+
+  #body(chunk: Buffer): void {
+    const r = this.#reading;
+    if (r === undefined || r.tooLarge) return;
+    r.size += chunk.length;
+    // Over the limit the body is read and dropped, so the connection can go on (as readBody does).
+    if (r.size > this.#o.maxBodyBytes) {
+      r.tooLarge = true;
+      r.chunks.length = 0;
+    } else r.chunks.push(chunk);
+  }
+
+  #messageComplete(): void {
+    const r = this.#reading;
+    this.#reading = undefined;
+    if (r !== undefined) this.#queue.push(r);
+  }
+
+  /** After llhttp ran over one read. */
+  #executed(ret: number | Error, data: Buffer): void {
+    if (this.#done) return;
+    if (ret instanceof Error) {
+      this.#bad = (ret as Error & { code?: string }).code === 'HPE_HEADER_OVERFLOW' ? HEADERS_TOO_LARGE : BAD_REQUEST;
+      this.#pause();
+    } else if (this.#handoff !== undefined) {
+      if (ret < data.length) this.#handoff = Buffer.concat([this.#handoff, data.subarray(ret)]);
+      this.#pause();
+    } else if (this.#reading !== undefined && performance.now() - this.#readingSince > HEADERS_TIMEOUT_MS) {
+      this.#bad = BAD_REQUEST; // a request trickling in for a minute: node:http gives up too (408)
+      this.#pause();
+    } else if (this.#queue.length > MAX_QUEUED) this.#pause();
+    this.#pump();
+  }
+
+  /** Next step once nothing is being answered: the next request, the error, the hand-off or the close. */
+  #pump(): void {
+    while (this.#active === undefined && !this.#done) {
+      const next = this.#queue.shift();
+      if (next === undefined) break;
+      const res = new H1Response(this, next.keepAlive);
+      this.#active = res;
+      let body: string | undefined;
+      if (!next.tooLarge)
+        body =
+          next.chunks.length === 1 ? (next.chunks[0] as Buffer).toString('utf8') : Buffer.concat(next.chunks).toString('utf8');
+      this.#o.serve(new H1Request(next.method, next.url, next.headers, this.socket, body, this.#o.maxBodyBytes), res);
+      // A handler that answers later (it awaits) ends this loop; answered() pumps again.
+    }
+    if (this.#active !== undefined || this.#done || this.#queue.length > 0) return;
+    if (this.#bad !== undefined) {
+      const bytes = this.#bad;
+      this.#leave();
+      this.socket.end(bytes);
+    } else if (this.#handoff !== undefined) {
+      const bytes = this.#handoff;
+      this.#leave();
+      this.socket.unshift(bytes);
+      this.#o.handOff(this.socket);
+      this.socket.resume();
+    } else if (this.#closeAfter) {
+      this.#leave();
+      this.socket.end();
+    } else this.#resume();
+  }
+
+  /** An H1Response is complete: its bytes go out, and the next request is served. */
+  answered(res: H1Response, bytes: string, keepAlive: boolean): void {
+    if (this.#active !== res || this.#done) return;
+    this.#active = undefined;
+    this.socket.write(bytes);
+    if (!keepAlive) {
+      this.#queue.length = 0;
+      this.#closeAfter = true;
+    }
+    this.#pump();
+  }
+
+  #pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    this.socket.pause();
+  }
+
+  #resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.socket.resume();
+  }
+
+  #ended(): void {
+    if (this.#done) return;
+    // An unfinished request at the end of the stream is a bad one (node:http answers it 400).
+    if (this.#parser.finish() instanceof Error) this.#bad = BAD_REQUEST;
+    this.#closeAfter = true;
+    this.#pump();
+  }
+
+  #timedOut(): void {
+    if (this.#active === undefined && this.#queue.length === 0 && this.#reading === undefined) this.socket.destroy();
+    else if (this.#reading !== undefined && performance.now() - this.#readingSince > HEADERS_TIMEOUT_MS) this.socket.destroy();
+    else this.socket.setTimeout(IDLE_TIMEOUT_MS);
+  }
+
+  /** This connection leaves this path (ends, or goes to node:http): listeners and parser go. */
+  #leave(): void {
+    this.#done = true;
+    const socket = this.socket;
+    socket.off('data', this.#onData);
+    socket.off('end', this.#onEnd);
+    socket.off('close', this.#onClose);
+    socket.off('error', this.#onError);
+    socket.off('timeout', this.#onTimeout);
+    socket.setTimeout(0);
+    // Until node:http takes it (or while it ends), a socket error must not go unhandled.
+    socket.on('error', ignore);
+    this.#freeParser();
+  }
+
+  #finish(): void {
+    this.#active = undefined;
+    this.#queue.length = 0;
+    if (!this.#done) this.#leave();
+  }
+
+  /** Freed on the next turn: this may run inside one of the parser's own callbacks. */
+  #freeParser(): void {
+    const parser = this.#parser;
+    setImmediate(() => parser.close());
+  }
+}
+
+function ignore(): void {}
