@@ -6,7 +6,7 @@ import type { RouteContext } from '../route.ts';
 import { RequestAttempts } from './attempts.ts';
 import type { H1Handler, H1Request } from './h1-pool.ts';
 import { downstreamRawHeaders, requestHead, upstreamRawHeaders } from './headers.ts';
-import { HTTPParser, METHODS, type NativeParser, type StreamHandle } from './llhttp.ts';
+import { HeadPieces, HTTPParser, METHODS, type NativeParser, rebuiltRequestHead, type StreamHandle } from './llhttp.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 
 /**
@@ -83,8 +83,7 @@ export class LeanConnection {
     if (this.#active === undefined && this.#queue.length === 0) this.socket.destroy();
   };
   readonly #onError = () => this.socket.destroy();
-  #headers: string[] = [];
-  #url = '';
+  readonly #head = new HeadPieces();
   readonly #queue: LeanRequest[] = [];
   #active: LeanExchange | undefined;
   /** The rebuilt head of a request node:http must serve, and the bytes read after it. */
@@ -106,10 +105,7 @@ export class LeanConnection {
     this.#clientIp = socket.remoteAddress ?? '';
     const parser = new HTTPParser();
     parser.initialize(HTTPParser.REQUEST, {}, 0, 0);
-    parser[HTTPParser.kOnHeaders] = (headers: string[], url: string) => {
-      for (const h of headers) this.#headers.push(h);
-      this.#url += url;
-    };
+    parser[HTTPParser.kOnHeaders] = (headers: string[], url: string) => this.#head.add(headers, url);
     parser[HTTPParser.kOnHeadersComplete] = this.#onHeadersComplete.bind(this);
     parser[HTTPParser.kOnBody] = () => {};
     parser[HTTPParser.kOnMessageComplete] = () => {};
@@ -208,16 +204,7 @@ export class LeanConnection {
     upgrade: boolean,
     keepAlive: boolean,
   ): number {
-    let headers = rawHeaders;
-    if (headers === undefined) {
-      headers = this.#headers;
-      this.#headers = [];
-    }
-    let url = rawUrl;
-    if (url === undefined || url === '') {
-      url = this.#url;
-      this.#url = '';
-    }
+    const { headers, url } = this.#head.take(rawHeaders, rawUrl);
     const name = METHODS[method];
     if (name === undefined) {
       this.#bad = true;
@@ -265,9 +252,7 @@ export class LeanConnection {
   }
 
   #handOff(method: string, url: string, major: number, minor: number, headers: readonly string[]): number {
-    let head = `${method} ${url} HTTP/${major}.${minor}\r\n`;
-    for (let i = 0; i + 1 < headers.length; i += 2) head += `${headers[i] as string}: ${headers[i + 1] as string}\r\n`;
-    this.#handoff = Buffer.from(`${head}\r\n`, 'latin1');
+    this.#handoff = rebuiltRequestHead(method, url, major, minor, headers);
     return STOP;
   }
 

@@ -46,3 +46,46 @@ const common = createRequire(import.meta.url)('node:_http_common') as {
 export const HTTPParser = common.HTTPParser;
 /** llhttp's method names, indexed by its method numbers. */
 export const METHODS = common.methods;
+
+/**
+ * A request head as llhttp reports it: in one onHeadersComplete call, or (for a head that spans
+ * reads) in onHeaders pieces first, after which onHeadersComplete passes no headers and no URL.
+ */
+export class HeadPieces {
+  #headers: string[] = [];
+  #url = '';
+
+  /** kOnHeaders. */
+  add(headers: readonly string[], url: string): void {
+    for (const h of headers) this.#headers.push(h);
+    this.#url += url;
+  }
+
+  /** The whole head at onHeadersComplete, from its arguments or from the pieces. */
+  take(rawHeaders: string[] | undefined, rawUrl: string | undefined): { headers: string[]; url: string } {
+    let headers = rawHeaders;
+    if (headers === undefined) {
+      headers = this.#headers;
+      this.#headers = [];
+    }
+    let url = rawUrl;
+    if (url === undefined || url === '') {
+      url = this.#url;
+      this.#url = '';
+    }
+    return { headers, url };
+  }
+}
+
+/** The request head rebuilt from what llhttp parsed (same method, target, version, header lines), to be parsed again. */
+export function rebuiltRequestHead(
+  method: string,
+  url: string,
+  major: number,
+  minor: number,
+  headers: readonly string[],
+): Buffer {
+  let head = `${method} ${url} HTTP/${major}.${minor}\r\n`;
+  for (let i = 0; i + 1 < headers.length; i += 2) head += `${headers[i] as string}: ${headers[i + 1] as string}\r\n`;
+  return Buffer.from(`${head}\r\n`, 'latin1');
+}

@@ -1,7 +1,7 @@
 import { type IncomingHttpHeaders, type OutgoingHttpHeaders, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { HTTPParser, METHODS, type NativeParser } from '../../proxy/http/llhttp.ts';
+import { HeadPieces, HTTPParser, METHODS, type NativeParser, rebuiltRequestHead } from '../../proxy/http/llhttp.ts';
 
 /**
  * HTTP/1.1 on the EAA's TLS port without node:http's objects per request: llhttp (the parser
@@ -139,8 +139,7 @@ export class H1Connection {
   readonly #onClose = () => this.#finish();
   readonly #onError = () => this.socket.destroy();
   readonly #onTimeout = () => this.#timedOut();
-  #rawHeaders: string[] = [];
-  #rawUrl = '';
+  readonly #head = new HeadPieces();
   /** The request being read, from its headers to its last body byte. */
   #reading: Parsed | undefined;
   #readingSince = 0;
@@ -160,11 +159,7 @@ export class H1Connection {
     parser[HTTPParser.kOnMessageBegin] = () => {
       this.#readingSince = performance.now();
     };
-    parser[HTTPParser.kOnHeaders] = (headers: string[], url: string) => {
-      // Only for heads that arrive in several reads.
-      for (const h of headers) this.#rawHeaders.push(h);
-      this.#rawUrl += url;
-    };
+    parser[HTTPParser.kOnHeaders] = (headers: string[], url: string) => this.#head.add(headers, url);
     parser[HTTPParser.kOnHeadersComplete] = this.#headersComplete.bind(this);
     parser[HTTPParser.kOnBody] = (chunk: Buffer) => this.#body(chunk);
     parser[HTTPParser.kOnMessageComplete] = () => this.#messageComplete();
@@ -188,16 +183,7 @@ export class H1Connection {
     upgrade: boolean,
     keepAlive: boolean,
   ): number {
-    let raw = rawHeaders;
-    if (raw === undefined) {
-      raw = this.#rawHeaders;
-      this.#rawHeaders = [];
-    }
-    let url = rawUrl;
-    if (url === undefined || url === '') {
-      url = this.#rawUrl;
-      this.#rawUrl = '';
-    }
+    const { headers: raw, url } = this.#head.take(rawHeaders, rawUrl);
     const name = METHODS[method] ?? '';
     const headers: IncomingHttpHeaders = {};
     let expect = false;
@@ -210,9 +196,7 @@ export class H1Connection {
       else if (!FIRST_WINS.has(key)) headers[key] = `${prev as string}, ${value}`;
     }
     if (name === '' || major !== 1 || minor !== 1 || upgrade || expect) {
-      let head = `${name} ${url} HTTP/${major}.${minor}\r\n`;
-      for (let i = 0; i + 1 < raw.length; i += 2) head += `${raw[i] as string}: ${raw[i + 1] as string}\r\n`;
-      this.#handoff = Buffer.from(`${head}\r\n`, 'latin1');
+      this.#handoff = rebuiltRequestHead(name, url, major, minor, raw);
       return STOP;
     }
     this.#reading = { method: name, url, headers, keepAlive, chunks: [], size: 0, tooLarge: false };
