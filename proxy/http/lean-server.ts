@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { errorMessage } from '../../src/errors.ts';
+import { httpDate } from '../../src/http-date.ts';
 import type { ProxyEndpoint } from '../balance/picker.ts';
 import type { RouteContext } from '../route.ts';
 import { RequestAttempts } from './attempts.ts';
@@ -44,19 +45,6 @@ const IDLE_TIMEOUT_MS = 5_000;
 const BAD_REQUEST = 'HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n';
 /** Below this, a response part is copied into one buffer and written once (one syscall, no writev). */
 const COPY_LIMIT = 16 * 1024;
-
-let dateText = '';
-let dateSecond = 0;
-/** RFC 9110 §6.6.1: a proxy with a clock adds Date when the upstream sent none; cached per second. */
-function httpDate(): string {
-  const now = Date.now();
-  const second = now - (now % 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateText = new Date(now).toUTCString();
-  }
-  return dateText;
-}
 
 interface LeanRequest {
   method: string;
@@ -434,6 +422,7 @@ class LeanExchange implements H1Handler {
       } else if (name.length === 4 && name.toLowerCase() === 'date') hasDate = true;
       head += `${name}: ${value}\r\n`;
     }
+    // RFC 9110 §6.6.1: a proxy with a clock adds Date when the upstream sent none.
     if (!hasDate) head += `date: ${httpDate()}\r\n`;
     if (noBody) {
       this.#framing = 'none';

@@ -2,6 +2,7 @@ import { type IncomingHttpHeaders, type OutgoingHttpHeaders, STATUS_CODES } from
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { HeadPieces, HTTPParser, METHODS, type NativeParser, rebuiltRequestHead } from '../../proxy/http/llhttp.ts';
+import { httpDate } from '../http-date.ts';
 
 /**
  * HTTP/1.1 on the EAA's TLS port without node:http's objects per request: llhttp (the parser
@@ -32,19 +33,6 @@ const CLOSE = 'Connection: close\r\n';
 
 /** Header names whose first value is kept, as node:http does; other repeats are joined with ", ". */
 const FIRST_WINS = new Set(['host', 'content-length', 'content-type', 'authorization', 'user-agent', 'origin']);
-
-let dateText = '';
-let dateSecond = 0;
-/** node:http's Date header, made once per second. */
-function httpDate(): string {
-  const now = Date.now();
-  const second = now - (now % 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateText = new Date(now).toUTCString();
-  }
-  return dateText;
-}
 
 /** One request with its body read (`body` undefined when it was over the limit and dropped). */
 export class H1Request {
