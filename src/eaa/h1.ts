@@ -27,6 +27,7 @@ const IDLE_TIMEOUT_MS = 5_000;
 const HEADERS_TIMEOUT_MS = 60_000;
 
 const BAD_REQUEST = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n';
+const TIMED_OUT = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
 const HEADERS_TOO_LARGE = 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n';
 const KEEP_ALIVE = 'Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n';
 const CLOSE = 'Connection: close\r\n';
@@ -105,6 +106,9 @@ export interface H1Options {
   serve(req: H1Request, res: H1Response): void;
   /** Gives the socket, its unread bytes put back, to node:http for the rest of its life. */
   handOff(socket: Socket): void;
+  /** Tests only: node:http's keepAliveTimeout (5 s) and headersTimeout (60 s) otherwise. */
+  idleTimeoutMs?: number;
+  requestTimeoutMs?: number;
 }
 
 interface Parsed {
@@ -130,7 +134,11 @@ export class H1Connection {
   readonly #head = new HeadPieces();
   /** The request being read, from its headers to its last body byte. */
   #reading: Parsed | undefined;
-  #readingSince = 0;
+  /** From a request's first byte to its last (head included, which #reading is not). */
+  #inMessage = false;
+  #messageSince = 0;
+  readonly #idleMs: number;
+  readonly #requestMs: number;
   readonly #queue: Parsed[] = [];
   #active: H1Response | undefined;
   #handoff: Buffer | undefined;
@@ -142,10 +150,13 @@ export class H1Connection {
   constructor(socket: TLSSocket, opts: H1Options) {
     this.socket = socket;
     this.#o = opts;
+    this.#idleMs = opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
+    this.#requestMs = opts.requestTimeoutMs ?? HEADERS_TIMEOUT_MS;
     const parser = new HTTPParser();
     parser.initialize(HTTPParser.REQUEST, {}, 0, 0);
     parser[HTTPParser.kOnMessageBegin] = () => {
-      this.#readingSince = performance.now();
+      this.#inMessage = true;
+      this.#messageSince = performance.now();
     };
     parser[HTTPParser.kOnHeaders] = (headers: string[], url: string) => this.#head.add(headers, url);
     parser[HTTPParser.kOnHeadersComplete] = this.#headersComplete.bind(this);
@@ -157,7 +168,7 @@ export class H1Connection {
     socket.on('close', this.#onClose);
     socket.on('error', this.#onError);
     socket.on('timeout', this.#onTimeout);
-    socket.setTimeout(IDLE_TIMEOUT_MS);
+    socket.setTimeout(this.#idleMs);
   }
 
   #headersComplete(
@@ -205,6 +216,7 @@ export class H1Connection {
   #messageComplete(): void {
     const r = this.#reading;
     this.#reading = undefined;
+    this.#inMessage = false;
     if (r !== undefined) this.#queue.push(r);
   }
 
@@ -217,8 +229,9 @@ export class H1Connection {
     } else if (this.#handoff !== undefined) {
       if (ret < data.length) this.#handoff = Buffer.concat([this.#handoff, data.subarray(ret)]);
       this.#pause();
-    } else if (this.#reading !== undefined && performance.now() - this.#readingSince > HEADERS_TIMEOUT_MS) {
-      this.#bad = BAD_REQUEST; // a request trickling in for a minute: node:http gives up too (408)
+    } else if (this.#overdue()) {
+      // A request trickling in (a byte now and then keeps the socket from idling): node:http's 408.
+      this.#bad = TIMED_OUT;
       this.#pause();
     } else if (this.#queue.length > MAX_QUEUED) this.#pause();
     this.#pump();
@@ -287,10 +300,14 @@ export class H1Connection {
     this.#pump();
   }
 
+  #overdue(): boolean {
+    return this.#inMessage && performance.now() - this.#messageSince > this.#requestMs;
+  }
+
+  /** Idle between requests: closed; silent halfway through one for too long: closed too. */
   #timedOut(): void {
-    if (this.#active === undefined && this.#queue.length === 0 && this.#reading === undefined) this.socket.destroy();
-    else if (this.#reading !== undefined && performance.now() - this.#readingSince > HEADERS_TIMEOUT_MS) this.socket.destroy();
-    else this.socket.setTimeout(IDLE_TIMEOUT_MS);
+    if ((this.#active === undefined && this.#queue.length === 0 && !this.#inMessage) || this.#overdue()) this.socket.destroy();
+    else this.socket.setTimeout(this.#idleMs);
   }
 
   /** This connection leaves this path (ends, or goes to node:http): listeners and parser go. */
