@@ -135,12 +135,14 @@ export class EaaServer {
     // need more than it does (a WebSocket upgrade, Expect, HTTP/1.0), from the request on.
     this.http1 = createHttpServer((req, res) => void this.dispatch(req, res));
     this.http1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
+    // node:http2's own listener (it sets up the h2 session) is kept for h2 connections only.
     const [h2Listener] = this.api.listeners('secureConnection') as ((sock: TLSSocket) => void)[];
+    if (h2Listener === undefined) throw new Error('node:http2 registered no secureConnection listener to keep for h2');
     this.api.removeAllListeners('secureConnection');
     this.api.on('secureConnection', (sock: TLSSocket) => {
       this.connections.add(sock);
       sock.once('close', () => this.connections.delete(sock));
-      if (sock.alpnProtocol === 'h2') h2Listener?.call(this.api, sock);
+      if (sock.alpnProtocol === 'h2') h2Listener.call(this.api, sock);
       else
         new H1Connection(sock, {
           maxBodyBytes: opts.maxBodyBytes,
