@@ -94,7 +94,11 @@ export class H1Response {
   end(body?: string): void {
     if (!this.headersSent) this.writeHead(this.statusCode, {});
     let out = `${this.#head}Date: ${httpDate()}\r\n${this.#keepAlive ? KEEP_ALIVE : CLOSE}`;
-    if (this.#hasLength || body === undefined || body === '') out += `\r\n${body ?? ''}`;
+    if (body === undefined || body === '') {
+      // Without a length a keep-alive client would wait for more (node:http adds the same).
+      if (!this.#hasLength && this.statusCode !== 204 && this.statusCode !== 304) out += 'Content-Length: 0\r\n';
+      out += '\r\n';
+    } else if (this.#hasLength) out += `\r\n${body}`;
     else out += `Transfer-Encoding: chunked\r\n\r\n${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n`;
     this.#conn.answered(this, out, this.#keepAlive);
   }

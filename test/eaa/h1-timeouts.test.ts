@@ -3,7 +3,8 @@ import type { TLSSocket } from 'node:tls';
 import t from 'tap';
 import { H1Connection } from '../../src/eaa/h1.ts';
 
-// The timeouts of the EAA's HTTP/1.1 path (src/eaa/h1.ts), shortened: an idle keep-alive
+// The timeouts of the EAA's HTTP/1.1 path (src/eaa/h1.ts), shortened, and its framing of an answer
+// given without a length: an idle keep-alive
 // connection is closed, and so is one that trickles a request in a byte at a time for longer
 // than the request timeout (node:http's headersTimeout), with node:http's 408. Plain TCP: the
 // connection logic does not depend on TLS, which test/eaa/h1.test.ts covers.
@@ -14,6 +15,10 @@ const server = createServer((sock) => {
     maxBodyBytes: 1024,
     serve: (req, res) => {
       served.push(`${req.method} ${req.url}`);
+      if (req.url === '/bare') {
+        res.end(); // no writeHead, no length: the path must still frame the answer
+        return;
+      }
       res.writeHead(200, { 'Content-Length': 2 });
       res.end('ok');
     },
@@ -66,4 +71,14 @@ t.test('silence halfway through a head: kept until the request timeout, then clo
   c.sock.write('GET /half HTTP/1.1\r\nHo');
   const ms = await c.closed;
   t.ok(ms >= 390 && ms < 3000, `closed after ${ms.toFixed(0)} ms, not at the 150 ms idle timeout`);
+});
+
+t.test('an answer without writeHead or a length still ends: Content-Length: 0, the connection goes on', async (t) => {
+  const c = await open();
+  c.sock.write('GET /bare HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n');
+  await c.closed;
+  t.match(
+    c.got(),
+    /^HTTP\/1\.1 200 OK\r\nDate: .*\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\nHTTP\/1\.1 200 OK\r\n/,
+  );
 });
