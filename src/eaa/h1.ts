@@ -35,13 +35,15 @@ const CLOSE = 'Connection: close\r\n';
 /** Header names whose first value is kept, as node:http does; other repeats are joined with ", ". */
 const FIRST_WINS = new Set(['host', 'content-length', 'content-type', 'authorization', 'user-agent', 'origin']);
 
-/** One request with its body read (`body` undefined when it was over the limit and dropped). */
+/** One request with its body read (`body` undefined when it was over `bodyLimit` and dropped). */
 export class H1Request {
   readonly method: string;
   readonly url: string;
   readonly headers: IncomingHttpHeaders;
   readonly socket: TLSSocket;
   readonly body: string | undefined;
+  /** The body's length in bytes, as read (so the limit check needs no second pass over it). */
+  readonly bodyBytes: number;
   readonly bodyLimit: number;
 
   constructor(
@@ -50,6 +52,7 @@ export class H1Request {
     headers: IncomingHttpHeaders,
     socket: TLSSocket,
     body: string | undefined,
+    bodyBytes: number,
     bodyLimit: number,
   ) {
     this.method = method;
@@ -57,6 +60,7 @@ export class H1Request {
     this.headers = headers;
     this.socket = socket;
     this.body = body;
+    this.bodyBytes = bodyBytes;
     this.bodyLimit = bodyLimit;
   }
 }
@@ -252,7 +256,7 @@ export class H1Connection {
       if (!next.tooLarge)
         body =
           next.chunks.length === 1 ? (next.chunks[0] as Buffer).toString('utf8') : Buffer.concat(next.chunks).toString('utf8');
-      this.#o.serve(new H1Request(next.method, next.url, next.headers, this.socket, body, this.#o.maxBodyBytes), res);
+      this.#o.serve(new H1Request(next.method, next.url, next.headers, this.socket, body, next.size, this.#o.maxBodyBytes), res);
       // A handler that answers later (it awaits) ends this loop; answered() pumps again.
     }
     if (this.#active !== undefined || this.#done || this.#queue.length > 0) return;

@@ -82,7 +82,7 @@ export class BodyTooLarge extends Error {
 export function readBody(req: Req, limit: number): Promise<string> {
   if (req instanceof H1Request) {
     // Read with the head already, under the same limit (eaa.maxBodyBytes).
-    if (req.body === undefined || Buffer.byteLength(req.body) > limit) {
+    if (req.body === undefined || req.bodyBytes > limit) {
       return Promise.reject(new BodyTooLarge(`request body over ${Math.min(limit, req.bodyLimit)} bytes`));
     }
     return Promise.resolve(req.body);
