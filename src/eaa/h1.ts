@@ -32,7 +32,7 @@ const HEADERS_TOO_LARGE = 'HTTP/1.1 431 Request Header Fields Too Large\r\nConne
 const KEEP_ALIVE = 'Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n';
 const CLOSE = 'Connection: close\r\n';
 
-/** Header names whose first value is kept, as node:http does; other repeats are joined with ", ". */
+/** Names whose first value is kept when repeated (node:http keeps the first of these, among others); other repeats are joined with ", ". */
 const FIRST_WINS = new Set(['host', 'content-length', 'content-type', 'authorization', 'user-agent', 'origin']);
 
 /** One request with its body read (`body` undefined when it was over `bodyLimit` and dropped). */
