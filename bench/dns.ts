@@ -1,5 +1,5 @@
 import { appendFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { type ControlPlane, startControlPlane } from '../test/harness/control-plane.ts';
 import type { BenchContext, Benchmark, ContenderDef, Instance, Plan } from './lib/harness.ts';
 import { dnsperf, dnsperfArgs } from './lib/load.ts';
@@ -76,7 +76,11 @@ export function parseFixedRate(out: string): FixedRateLatency {
 
 async function fixedRate(port: number, file: string, seconds: number, rate: number, rawLog: string): Promise<FixedRateLatency> {
   const args = fixedRateArgs(port, file, seconds, rate);
-  const out = await runOk(which('dnsperf') ?? 'dnsperf', args, { timeoutMs: (seconds + 30) * 1000 });
+  // A line per answer (about 10 MB per run): to a file, parsed after dnsperf has exited.
+  const out = await runOk(which('dnsperf') ?? 'dnsperf', args, {
+    timeoutMs: (seconds + 30) * 1000,
+    stdoutFile: join(dirname(rawLog), 'dnsperf-answers.txt'),
+  });
   const r = parseFixedRate(out);
   // Only the summary goes to the raw log (the per-query lines are 100k+).
   const stats = out.slice(Math.max(0, out.indexOf('Statistics:')));

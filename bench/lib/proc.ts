@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, createWriteStream, openSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -16,17 +16,35 @@ export interface RunResult {
   timedOut: boolean;
 }
 
+export interface RunOptions {
+  timeoutMs: number;
+  cwd?: string;
+  /**
+   * Write stdout straight to this file (truncated first) and read it back once the command has
+   * exited. For a load tool whose output is large and comes while it measures (dnsperf -v: a line
+   * per answer): read through a pipe, this process would parse megabytes and collect garbage on
+   * the same cores during the measurement.
+   */
+  stdoutFile?: string;
+}
+
 /** Runs a command to completion, killed after timeoutMs: no load loop can run unbounded. */
-export function run(cmd: string, args: readonly string[], opts: { timeoutMs: number; cwd?: string }): Promise<RunResult> {
+export function run(cmd: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.cwd !== undefined && { cwd: opts.cwd }) });
+    const outFd = opts.stdoutFile === undefined ? undefined : openSync(opts.stdoutFile, 'w');
+    const child = spawn(cmd, args, {
+      stdio: ['ignore', outFd ?? 'pipe', 'pipe'],
+      ...(opts.cwd !== undefined && { cwd: opts.cwd }),
+    });
+    // The child has its own copy of the descriptor now.
+    if (outFd !== undefined) closeSync(outFd);
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    child.stdout.on('data', (d: Buffer) => {
+    child.stdout?.on('data', (d: Buffer) => {
       stdout += d.toString();
     });
-    child.stderr.on('data', (d: Buffer) => {
+    child.stderr?.on('data', (d: Buffer) => {
       stderr += d.toString();
     });
     const timer = setTimeout(() => {
@@ -39,13 +57,14 @@ export function run(cmd: string, args: readonly string[], opts: { timeoutMs: num
     });
     child.on('close', (code) => {
       clearTimeout(timer);
+      if (opts.stdoutFile !== undefined) stdout = readFileSync(opts.stdoutFile, 'utf8');
       resolve({ code, stdout, stderr, timedOut });
     });
   });
 }
 
 /** Runs a command and returns its stdout; throws with stderr on failure or timeout. */
-export async function runOk(cmd: string, args: readonly string[], opts: { timeoutMs: number; cwd?: string }): Promise<string> {
+export async function runOk(cmd: string, args: readonly string[], opts: RunOptions): Promise<string> {
   const r = await run(cmd, args, opts);
   if (r.timedOut) throw new Error(`${commandLine(cmd, args)} timed out after ${opts.timeoutMs} ms`);
   if (r.code !== 0) throw new Error(`${commandLine(cmd, args)} exited ${r.code}: ${(r.stderr || r.stdout).trim().slice(-800)}`);
