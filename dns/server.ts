@@ -251,17 +251,25 @@ export class DnsServer {
  * The address lookup of the UDP socket. Every reply goes to the IP literal the query came from,
  * and dgram resolves even a literal through dns.lookup(), which answers on the next tick: one
  * deferral and a few allocations per reply. A literal is answered at once; anything else goes
- * to dns.lookup() as before.
+ * to dns.lookup() as before. The last literal is remembered, so a busy client's replies skip
+ * isIP()'s regular expression.
  */
 function literalLookup(
   hostname: string,
   options: LookupOneOptions,
   callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
 ): void {
-  const family = isIP(hostname);
-  if (family !== 0) callback(null, hostname, family);
-  else dnsLookup(hostname, options, callback);
+  if (hostname !== lastLiteral.address) {
+    const family = isIP(hostname);
+    if (family === 0) {
+      dnsLookup(hostname, options, callback);
+      return;
+    }
+    lastLiteral = { address: hostname, family };
+  }
+  callback(null, hostname, lastLiteral.family);
 }
+let lastLiteral = { address: '', family: 0 };
 
 function byLabel(by: string): AnsweredBy {
   return by === 'cluster' || by === 'cache' || by === 'forward' ? by : 'server';
