@@ -301,7 +301,7 @@ function dnsBenchmarkOf(kubernetes: boolean): Benchmark {
             ? "The 100 Services are created in a real kube-apiserver (etcd + kube-apiserver 1.37, test/harness/control-plane.ts, on the same 2 cores; ClusterIPs allocated by it); meshlet runs with `source.kind: kubernetes`, CoreDNS with the `kubernetes` plugin of a kubeadm Corefile, both with the admin kubeconfig; cluster names only; the fixed rate is half of this CoreDNS's warm-up peak. "
             : 'No apiserver runs during this benchmark (see dns-k8s for the Kubernetes-fed servers). ') +
           "CPU is the server process tree's CPU time during the run (1.0 = one core); the load generator shares the same 2 cores. " +
-          `p50/p99: dnsperf at a fixed rate (-Q) of half CoreDNS's peak for that query set (from its warm-up run, the same for every contender), ${latencySeconds} s per run, -v for each answer's latency; a lost query counts as 5 s (dnsperf's timeout).`,
+          `p50/p99: dnsperf at a fixed rate (-Q) of half CoreDNS's peak for that query set (from its warm-up run, the same for every contender), ${latencySeconds} s per run, -v for each answer's latency (written to a file, read once dnsperf has exited, so the harness does not parse on the same cores during the run); a lost query counts as 5 s (dnsperf's timeout).`,
         metrics: [
           { key: 'cluster.qps', label: 'cluster names', unit: 'q/s', better: 'higher', chart: 'throughput' },
           { key: 'external.qps', label: 'external names (cached)', unit: 'q/s', better: 'higher', chart: 'throughput' },
