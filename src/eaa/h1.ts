@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { HeadPieces, HTTPParser, METHODS, type NativeParser, rebuiltRequestHead } from '../../proxy/http/llhttp.ts';
 import { httpDate } from '../http-date.ts';
+import { BufferedRequest } from './buffered-request.ts';
 
 /**
  * HTTP/1.1 on the EAA's TLS port without node:http's objects per request: llhttp (the parser
@@ -35,37 +36,7 @@ const CLOSE = 'Connection: close\r\n';
 /** Names whose first value is kept when repeated (node:http keeps the first of these, among others); other repeats are joined with ", ". */
 const FIRST_WINS = new Set(['host', 'content-length', 'content-type', 'authorization', 'user-agent', 'origin']);
 
-/** One request with its body read (`body` undefined when it was over `bodyLimit` and dropped). */
-export class H1Request {
-  readonly method: string;
-  readonly url: string;
-  readonly headers: IncomingHttpHeaders;
-  readonly socket: TLSSocket;
-  readonly body: string | undefined;
-  /** The body's length in bytes, as read (so the limit check needs no second pass over it). */
-  readonly bodyBytes: number;
-  readonly bodyLimit: number;
-
-  constructor(
-    method: string,
-    url: string,
-    headers: IncomingHttpHeaders,
-    socket: TLSSocket,
-    body: string | undefined,
-    bodyBytes: number,
-    bodyLimit: number,
-  ) {
-    this.method = method;
-    this.url = url;
-    this.headers = headers;
-    this.socket = socket;
-    this.body = body;
-    this.bodyBytes = bodyBytes;
-    this.bodyLimit = bodyLimit;
-  }
-}
-
-/** The answer to an H1Request, with the calls the handlers make of a ServerResponse. */
+/** The answer to a request read here, with the calls the handlers make of a ServerResponse. */
 export class H1Response {
   statusCode = 200;
   headersSent = false;
@@ -111,7 +82,7 @@ export class H1Response {
 export interface H1Options {
   maxBodyBytes: number;
   /** The API's handlers. */
-  serve(req: H1Request, res: H1Response): void;
+  serve(req: BufferedRequest, res: H1Response): void;
   /** Gives the socket, its unread bytes put back, to node:http for the rest of its life. */
   handOff(socket: Socket): void;
   /** Tests only: node:http's keepAliveTimeout (5 s) and headersTimeout (60 s) otherwise. */
@@ -256,7 +227,10 @@ export class H1Connection {
       if (!next.tooLarge)
         body =
           next.chunks.length === 1 ? (next.chunks[0] as Buffer).toString('utf8') : Buffer.concat(next.chunks).toString('utf8');
-      this.#o.serve(new H1Request(next.method, next.url, next.headers, this.socket, body, next.size, this.#o.maxBodyBytes), res);
+      this.#o.serve(
+        new BufferedRequest(next.method, next.url, next.headers, this.socket, body, next.size, this.#o.maxBodyBytes),
+        res,
+      );
       // A handler that answers later (it awaits) ends this loop; answered() pumps again.
     }
     if (this.#active !== undefined || this.#done || this.#queue.length > 0) return;

@@ -1,7 +1,8 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { OutgoingHttpHeaders as Http2Headers, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import { H1Request, type H1Response } from './h1.ts';
+import { BufferedRequest } from './buffered-request.ts';
+import type { H1Response } from './h1.ts';
+import type { H2Response } from './h2.ts';
 
 /**
  * HTTP details shared by the EAA's listeners: bodies read under a size limit, responses with
@@ -11,68 +12,11 @@ import { H1Request, type H1Response } from './h1.ts';
 export const JSON_TYPE = 'application/json; charset=UTF-8';
 
 /**
- * A request as the API's handlers see it: HTTP/1.1 read by llhttp (h1.ts), an HTTP/2 stream, or
+ * A request as the API's handlers see it: read with its body by h1.ts (HTTP/1.1) or h2.ts (HTTP/2), or
  * node:http's, for connections handed to it (an upgrade, Expect, HTTP/1.0).
  */
-export type Req = H1Request | StreamRequest | IncomingMessage;
-export type Res = H1Response | StreamResponse | ServerResponse;
-
-/**
- * An HTTP/2 request read straight off node:http2's core stream API. The compatibility API
- * (Http2ServerRequest/Response) builds two more stream objects, their listeners and a header
- * copy per request: about a fifth of what the agent allocated per notification at 10,000/s,
- * and so of its GC pauses. The handlers read only method, url, headers and the body.
- */
-export class StreamRequest {
-  readonly stream: ServerHttp2Stream;
-  readonly headers: IncomingHttpHeaders;
-  readonly method: string;
-  readonly url: string;
-
-  constructor(stream: ServerHttp2Stream, headers: IncomingHttpHeaders) {
-    this.stream = stream;
-    this.headers = headers;
-    this.method = headers[':method'] ?? '';
-    this.url = headers[':path'] ?? '/';
-  }
-}
-
-/** The answer on an HTTP/2 stream, with the calls the handlers make of a ServerResponse. */
-export class StreamResponse {
-  readonly stream: ServerHttp2Stream;
-  headersSent = false;
-  statusCode = 200;
-
-  constructor(stream: ServerHttp2Stream) {
-    this.stream = stream;
-  }
-
-  writeHead(status: number, headers: OutgoingHttpHeaders): this {
-    if (this.headersSent) return this;
-    this.headersSent = true;
-    this.statusCode = status;
-    // HTTP/2 header names are lower case (RFC 9113 §8.2.1); the handlers write them as HTTP/1.1 does.
-    const h2: Http2Headers = { ':status': status };
-    for (const [k, v] of Object.entries(headers)) if (v !== undefined) h2[k.toLowerCase()] = v;
-    this.#pending = h2;
-    return this;
-  }
-
-  #pending: Http2Headers | undefined;
-
-  end(body?: string): void {
-    const s = this.stream;
-    const headers = this.#pending ?? { ':status': this.statusCode };
-    this.#pending = undefined;
-    if (s.destroyed || s.closed || s.headersSent) return; // the client left (reset the stream)
-    if (body === undefined || body === '') {
-      s.respond(headers, { endStream: true });
-      return;
-    }
-    s.respond(headers);
-    s.end(body);
-  }
-}
+export type Req = BufferedRequest | IncomingMessage;
+export type Res = H1Response | H2Response | ServerResponse;
 
 export class BodyTooLarge extends Error {
   override readonly name = 'BodyTooLarge';
@@ -80,15 +24,15 @@ export class BodyTooLarge extends Error {
 
 /** The request body as UTF-8 text; rejects with BodyTooLarge past `limit` bytes. */
 export function readBody(req: Req, limit: number): Promise<string> {
-  if (req instanceof H1Request) {
+  if (req instanceof BufferedRequest) {
     // Read with the head already, under the same limit (eaa.maxBodyBytes).
     if (req.body === undefined || req.bodyBytes > limit) {
       return Promise.reject(new BodyTooLarge(`request body over ${Math.min(limit, req.bodyLimit)} bytes`));
     }
     return Promise.resolve(req.body);
   }
-  // Both are Readables: the HTTP/2 body is the stream itself.
-  const r = req instanceof StreamRequest ? req.stream : req;
+  // node:http's IncomingMessage (a connection handed over): its body is the stream itself.
+  const r = req;
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) {
     r.resume();
@@ -229,7 +173,7 @@ export function matchRoute<H>(routes: readonly Route<H>[], method: string, rawUr
  * HTTP/2 (`req.socket` there is a proxy made per stream).
  */
 function tlsSocketOf(req: Req): TLSSocket | undefined {
-  const sock = req instanceof StreamRequest ? req.stream.session?.socket : req.socket;
+  const sock = req.socket;
   return sock !== undefined && typeof (sock as TLSSocket).getPeerCertificate === 'function' ? (sock as TLSSocket) : undefined;
 }
 

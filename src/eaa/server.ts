@@ -1,14 +1,14 @@
 import { constants } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createSecureServer, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo, Server } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
+import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
 import { ErrorCodes, errorMessage, MeshletError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ConsumerHub } from './consumers.ts';
 import type { EaaCore } from './core.ts';
 import { H1Connection } from './h1.ts';
+import { H2Connection } from './h2.ts';
 import {
   BodyTooLarge,
   matchRoute,
@@ -20,8 +20,6 @@ import {
   type RouteMatch,
   readBody,
   redirect,
-  StreamRequest,
-  StreamResponse,
   send,
 } from './http.ts';
 import { JsonSyntaxError, JsonTypeError } from './json.ts';
@@ -90,7 +88,7 @@ class Refused extends Error {
 export class EaaServer {
   private readonly o: EaaServerOptions;
   private readonly log: Logger;
-  private readonly api: Http2SecureServer;
+  private readonly api: TlsServer;
   /** node:http for the HTTP/1.1 connections H1Connection hands over; it listens on nothing. */
   private readonly http1: ReturnType<typeof createHttpServer>;
   private auth: ReturnType<typeof createHttpServer> | undefined;
@@ -112,8 +110,10 @@ export class EaaServer {
     // HTTP/2 and HTTP/1.1 on one TLS port, chosen by ALPN, as Go's net/http serves the OpenNESS
     // EAA: a client that offers h2 multiplexes its requests on one connection (far cheaper per
     // notification, docs/decisions/eaa-transport.md); clients without ALPN and WebSockets (an
-    // HTTP/1.1 upgrade) get HTTP/1.1. Client certificates work the same on both.
-    this.api = createSecureServer({
+    // HTTP/1.1 upgrade) get HTTP/1.1. Client certificates work the same on both. Both protocols
+    // are read off the TLS socket by meshlet (H2Connection, H1Connection): node:http2's streams
+    // cost the h2 tail (docs/eaa.md §6.3).
+    this.api = createTlsServer({
       key: opts.serverCert.keyPem,
       cert: opts.serverCert.certPem,
       ca: [opts.ca.certPem],
@@ -122,27 +122,18 @@ export class EaaServer {
       minVersion: 'TLSv1.2',
       // Go's TLS server never renegotiates either; it also lets the CN be cached per connection.
       secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
-      // Advertises http/1.1 next to h2; such connections never reach node:http2 (below).
-      allowHTTP1: true,
-    });
-    // HTTP/2 streams are served from the core stream API (StreamRequest in http.ts).
-    this.api.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
-      // A reset or broken stream must not be an unhandled 'error'; its request just ends there.
-      stream.on('error', ignore);
-      void this.dispatch(new StreamRequest(stream, headers), new StreamResponse(stream));
+      // In our order of preference: h2 when the client offers it.
+      ALPNProtocols: ['h2', 'http/1.1'],
     });
     // HTTP/1.1 connections are read by llhttp directly (H1Connection); node:http gets those that
     // need more than it does (a WebSocket upgrade, Expect, HTTP/1.0), from the request on.
     this.http1 = createHttpServer((req, res) => void this.dispatch(req, res));
     this.http1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
-    // node:http2's own listener (it sets up the h2 session) is kept for h2 connections only.
-    const [h2Listener] = this.api.listeners('secureConnection') as ((sock: TLSSocket) => void)[];
-    if (h2Listener === undefined) throw new Error('node:http2 registered no secureConnection listener to keep for h2');
-    this.api.removeAllListeners('secureConnection');
     this.api.on('secureConnection', (sock: TLSSocket) => {
       this.connections.add(sock);
       sock.once('close', () => this.connections.delete(sock));
-      if (sock.alpnProtocol === 'h2') h2Listener.call(this.api, sock);
+      if (sock.alpnProtocol === 'h2')
+        new H2Connection(sock, { maxBodyBytes: opts.maxBodyBytes, serve: (req, res) => void this.dispatch(req, res) });
       else
         new H1Connection(sock, {
           maxBodyBytes: opts.maxBodyBytes,
@@ -377,8 +368,6 @@ export class EaaServer {
     }
   }
 }
-
-function ignore(): void {}
 
 /** Apps may ask for any CN (as in OpenNESS) except the agents' own namespace. */
 function refusedCommonName(cn: string): string | undefined {
