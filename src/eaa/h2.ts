@@ -168,6 +168,8 @@ export class H2Connection {
   #peerMaxFrame = DEFAULT_MAX_FRAME;
   #sendWindow = DEFAULT_WINDOW;
   #receiveWindow = RECEIVE_WINDOW;
+  /** DATA bytes read since the connection's last WINDOW_UPDATE. */
+  #unacked = 0;
   #goingAway = false;
   #closed = false;
   #controlCount = 0;
@@ -205,6 +207,8 @@ export class H2Connection {
   #read(data: Buffer): void {
     if (this.#closed) return;
     this.#buf = this.#buf.length === 0 ? data : Buffer.concat([this.#buf, data]);
+    // The frames answered while reading one chunk (ACKs, window updates, resets) leave in one write.
+    this.socket.cork();
     try {
       if (!this.#prefaceSeen) {
         const n = Math.min(this.#buf.length, PREFACE.length);
@@ -232,6 +236,8 @@ export class H2Connection {
       if (err instanceof ConnectionError) this.#fail(err.code, err.message);
       else if (err instanceof HpackError) this.#fail(H2_ERROR.COMPRESSION_ERROR, err.message);
       else throw err;
+    } finally {
+      this.socket.uncork();
     }
   }
 
@@ -620,19 +626,24 @@ export class H2Connection {
     if (stream !== undefined) this.#close(stream);
   }
 
+  /**
+   * `n` bytes of DATA were read (kept or dropped): the windows are given back once half of one
+   * is used, so a stream of small requests costs a WINDOW_UPDATE now and then, not one per DATA.
+   */
   #replenish(streamId: number, n: number): void {
-    const payload = Buffer.alloc(4);
-    payload.writeUInt32BE(n, 0);
-    const out = [frame(Frame.WINDOW_UPDATE, 0, 0, payload)];
-    this.#receiveWindow += n;
-    if (streamId !== 0) {
-      const stream = this.#streams.get(streamId);
-      if (stream !== undefined) {
-        stream.receiveWindow += n;
-        out.push(frame(Frame.WINDOW_UPDATE, 0, streamId, payload));
-      }
+    this.#unacked += n;
+    const out: Buffer[] = [];
+    if (this.#unacked >= RECEIVE_WINDOW / 2) {
+      out.push(windowUpdate(0, this.#unacked));
+      this.#receiveWindow += this.#unacked;
+      this.#unacked = 0;
     }
-    this.socket.write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
+    const stream = streamId === 0 ? undefined : this.#streams.get(streamId);
+    if (stream !== undefined && stream.receiveWindow < RECEIVE_WINDOW / 2) {
+      out.push(windowUpdate(streamId, RECEIVE_WINDOW - stream.receiveWindow));
+      stream.receiveWindow = RECEIVE_WINDOW;
+    }
+    if (out.length > 0) this.socket.write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
   }
 
   // ---- the connection -----------------------------------------------------------------------
@@ -703,6 +714,16 @@ function frameHead(length: number, type: number, flags: number, streamId: number
   head[4] = flags;
   head.writeUInt32BE(streamId, 5);
   return head;
+}
+
+function windowUpdate(streamId: number, increment: number): Buffer {
+  const out = Buffer.allocUnsafe(13);
+  out.writeUIntBE(4, 0, 3);
+  out[3] = Frame.WINDOW_UPDATE;
+  out[4] = 0;
+  out.writeUInt32BE(streamId, 5);
+  out.writeUInt32BE(increment, 9);
+  return out;
 }
 
 function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
