@@ -78,7 +78,10 @@ export class ConsumerHub {
     if (frames === undefined) {
       frames = [];
       this.queued.set(ws, frames);
-      if (this.queued.size === 1) process.nextTick(this.flush);
+    }
+    if (frames.length === 0) {
+      this.due.push(ws);
+      if (this.due.length === 1) process.nextTick(this.flush);
     }
     frames.push(frame);
     return 'delivered';
@@ -92,14 +95,23 @@ export class ConsumerHub {
    * handshake, reading, pings and close; frames are whole, so its control frames interleave
    * with these only between frames.
    */
-  private readonly queued = new Map<WebSocket, string[]>();
+  private readonly queued = new WeakMap<WebSocket, string[]>();
+  /**
+   * The sockets with frames queued this tick. The per-socket arrays are kept and emptied, not
+   * made anew: a Map cleared every tick reallocated its table each time, and at 10,000
+   * notifications/s those tables outlived scavenges.
+   */
+  private readonly due: WebSocket[] = [];
   private readonly flush = (): void => {
-    for (const [ws, frames] of this.queued) {
+    for (const ws of this.due) {
+      const frames = this.queued.get(ws);
+      if (frames === undefined || frames.length === 0) continue;
       // A socket closed meanwhile gets nothing after its close frame.
       const sock = socketOf(ws);
       if (ws.readyState === WebSocket.OPEN && sock !== undefined && !sock.destroyed) sock.write(encodeTextFrames(frames));
+      frames.length = 0;
     }
-    this.queued.clear();
+    this.due.length = 0;
   };
 
   connected(cn: string): boolean {

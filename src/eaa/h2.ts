@@ -156,7 +156,7 @@ export class H2Connection {
   readonly socket: TLSSocket;
   readonly #o: H2Options;
   readonly #decoder = new HpackDecoder();
-  readonly #streams = new Map<number, H2Stream>();
+  readonly #streams = new OpenStreams();
   #buf: Buffer = Buffer.alloc(0);
   #prefaceSeen = false;
   #settingsSeen = false;
@@ -688,7 +688,7 @@ export class H2Connection {
   #onEnd(): void {
     this.#goingAway = true;
     // Streams still waiting for request bytes will get none: they go; answers in flight still leave.
-    for (const s of [...this.#streams.values()]) if (s.state === 'open') this.#close(s);
+    for (const s of this.#streams.values()) if (s.state === 'open') this.#close(s);
     this.#maybeEnd();
   }
 
@@ -706,6 +706,49 @@ export class H2Connection {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * The open streams of a connection: a handful at a time, come and gone at the request rate. An
+ * array searched by id rather than a Map, whose backing table V8 reallocates as it grows and
+ * shrinks around a few entries; each live table survived the scavenges and filled old space.
+ */
+class OpenStreams {
+  readonly #list: H2Stream[] = [];
+
+  get size(): number {
+    return this.#list.length;
+  }
+
+  get(id: number): H2Stream | undefined {
+    for (const s of this.#list) if (s.id === id) return s;
+    return undefined;
+  }
+
+  has(id: number): boolean {
+    return this.get(id) !== undefined;
+  }
+
+  set(_id: number, stream: H2Stream): void {
+    this.#list.push(stream);
+  }
+
+  delete(id: number): void {
+    const list = this.#list;
+    const i = list.findIndex((s) => s.id === id);
+    if (i < 0) return;
+    const last = list.pop() as H2Stream;
+    if (i < list.length) list[i] = last;
+  }
+
+  /** A copy: what is done with each may close it. */
+  values(): H2Stream[] {
+    return this.#list.slice();
+  }
+
+  clear(): void {
+    this.#list.length = 0;
+  }
+}
 
 function frameHead(length: number, type: number, flags: number, streamId: number): Buffer {
   const head = Buffer.allocUnsafe(9);
