@@ -7,7 +7,7 @@ import { huffmanDecode, huffmanEncode, huffmanLength } from './huffman.ts';
  * Why meshlet has its own: node:http2 hands every header value to JavaScript as an external
  * string and keeps each stream's objects reachable through a weak handle until a full
  * collection, so a busy HTTP/2 server's mark-compacts grow with its request rate
- * (docs/eaa.md §6.3). A server reading HTTP/2 frames itself needs this part first.
+ * (docs/eaa.md §6.3). The EAA's HTTP/2 connection (src/eaa/h2.ts) reads frames itself with this.
  *
  * Header names and values are octets; they are handled as latin1 strings (one char per byte),
  * as the HTTP/1.1 paths do.
