@@ -4,21 +4,11 @@ import { decodeMessage, inspectResponse, MessageWriter } from '../../dns/wire/me
 import { readName } from '../../dns/wire/names.ts';
 import { parseQuery } from '../../dns/wire/query.ts';
 import { requireOrSkip } from '../harness/requirements.ts';
+import { seededRandom } from '../harness/seeded.ts';
 import { dig, metricValue, startDns, udpExchange } from './helpers.ts';
 
 // Hostile input (dns-rules §5): specific malformed classes with their expected rcode, then a
 // seeded random stream over UDP and TCP, after which the server must still answer.
-
-/** xorshift32: a seeded generator, so a failing run can be replayed. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x100000000;
-  };
-}
 
 const SEED = Number(process.env.DNS_FUZZ_SEED ?? 20261124);
 const valid = new MessageWriter(0x1234, 0x0100).question('web.default.svc.cluster.local', 1, 1).finish();
@@ -37,7 +27,7 @@ function mutate(r: () => number): Buffer {
 }
 
 t.test('the parsers never throw on random bytes (in process)', async (t) => {
-  const r = rng(SEED);
+  const r = seededRandom(SEED);
   let parsed = 0;
   for (let i = 0; i < 20_000; i++) {
     const b = mutate(r);
@@ -112,7 +102,7 @@ if (requireOrSkip(t, { commands: ['dig'] })) {
   });
 
   t.test('a fuzzed stream over UDP and TCP leaves the server answering', async (t) => {
-    const r = rng(SEED + 1);
+    const r = seededRandom(SEED + 1);
     const deadline = Date.now() + 10_000;
     const { createSocket } = await import('node:dgram');
     const sock = createSocket('udp4');

@@ -2,22 +2,12 @@ import t from 'tap';
 import { compactRaw, decodeFirst, JsonSyntaxError, JsonTypeError } from '../../src/eaa/json.ts';
 import { decodeAuthIdentity, decodeDescriptorList, decodeNotification, decodeService } from '../../src/eaa/model.ts';
 import { requireOrSkip } from '../harness/requirements.ts';
+import { seededRandom } from '../harness/seeded.ts';
 import { authenticate, client, sharedCa, startNode, tempDir } from './helpers.ts';
 
 // Hostile bodies: a seeded stream of mutated and random JSON through the decoders (in process,
 // compared with JSON.parse), then over mutual TLS against a live agent, which must answer
 // each with a known status, keep serving, and keep what it held.
-
-/** xorshift32: seeded, so a failing run replays with EAA_FUZZ_SEED. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x100000000;
-  };
-}
 
 const SEED = Number(process.env.EAA_FUZZ_SEED ?? 20260307);
 const SEEDS = [
@@ -49,7 +39,7 @@ function mutate(r: () => number): string {
 }
 
 t.test('decoders: only JSON errors, and the same verdict as JSON.parse', async (t) => {
-  const r = rng(SEED);
+  const r = seededRandom(SEED);
   const deadline = Date.now() + 5000;
   let n = 0;
   let valid = 0;
@@ -125,7 +115,7 @@ if (requireOrSkip(t, { commands: ['openssl'] })) {
       ['DELETE', '/subscriptions/zz'],
       ['POST', '/notifications'],
     ];
-    const r = rng(SEED + 1);
+    const r = seededRandom(SEED + 1);
     const allowed = new Set([200, 201, 202, 204, 401, 413, 429, 500]);
     const unexpected: string[] = [];
     const deadline = Date.now() + 8000;

@@ -1,6 +1,7 @@
 import { connect, type TLSSocket } from 'node:tls';
 import t from 'tap';
 import { requireOrSkip } from '../harness/requirements.ts';
+import { seededRandom } from '../harness/seeded.ts';
 import { type AppIdentity, client, identities, sharedCa, sleep, startNode, tempDir } from './helpers.ts';
 
 // HTTP/1.1 on the API port, byte for byte (src/eaa/h1.ts): requests are read by llhttp and
@@ -227,13 +228,7 @@ if (requireOrSkip(t, { commands: ['openssl'] })) {
 
   t.test('mangled request streams: an answer or a close, never a stall, and the port serves on', async (t) => {
     const seed = Number(process.env.EAA_FUZZ_SEED ?? 0x5eed) >>> 0;
-    let x = seed || 1;
-    const rand = () => {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      return (x >>> 0) / 2 ** 32;
-    };
+    const rand = seededRandom(seed);
     const valid = req('POST', '/notifications', NOTE) + req('GET', '/services') + req('DELETE', '/subscriptions', '');
     const cases = 60;
     let answered = 0;

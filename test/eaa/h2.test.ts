@@ -6,6 +6,7 @@ import t, { type Test } from 'tap';
 import { encodeHeaders, type HeaderField, HpackDecoder } from '../../proxy/http/hpack.ts';
 import type { BufferedRequest } from '../../src/eaa/buffered-request.ts';
 import { H2_ERROR, H2Connection, type H2Response } from '../../src/eaa/h2.ts';
+import { seededRandom } from '../harness/seeded.ts';
 
 // The HTTP/2 connection of the EAA API port (src/eaa/h2.ts) on its own, over cleartext TCP
 // (it reads and writes the socket it is given; the agent gives it a TLS socket after ALPN h2).
@@ -366,15 +367,7 @@ t.test('an idle connection gets GOAWAY NO_ERROR and is closed', async (t) => {
 t.test('fuzz: random frames never crash the server, and a client still gets through after', async (t) => {
   const { port } = await h2Server(t);
   const seed = Number(process.env.H2_FUZZ_SEED ?? 0x42);
-  let x = seed >>> 0 || 1;
-  const rand = () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
+  const rand = seededRandom(seed);
   const pick = (n: number) => Math.floor(rand() * n);
   const valid = [SETTINGS, headersFrame(1, GET), frame(6, 0, 0, Buffer.alloc(8)), frame(8, 0, 0, Buffer.from([0, 0, 1, 0]))];
   const conns: Promise<unknown>[] = [];

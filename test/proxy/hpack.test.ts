@@ -4,21 +4,9 @@ import { createServer, type Socket } from 'node:net';
 import t from 'tap';
 import { encodeHeaders, type HeaderField, HpackDecoder, HpackError } from '../../proxy/http/hpack.ts';
 import { huffmanDecode, huffmanEncode, huffmanLength } from '../../proxy/http/huffman.ts';
+import { seededRandom } from '../harness/seeded.ts';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-
-/** xorshift32: seeded, so a failing run replays with HPACK_FUZZ_SEED. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
 
 // RFC 7541 Appendix C: the examples, decoded in sequence on one decoder as the RFC does.
 t.test('RFC 7541 C.3: requests without Huffman, sharing one dynamic table', async (t) => {
@@ -149,7 +137,7 @@ t.test('a block past the list size limit is decoded to the end, the table kept i
 
 t.test('encodeHeaders round-trips random header lists', async (t) => {
   const seed = Number(process.env.HPACK_FUZZ_SEED ?? 0x5eed);
-  const rand = rng(seed);
+  const rand = seededRandom(seed);
   const pick = (n: number) => Math.floor(rand() * n);
   const word = (n: number, bytes: boolean) =>
     String.fromCharCode(...Array.from({ length: n }, () => (bytes ? pick(256) : 97 + pick(26))));
@@ -167,7 +155,7 @@ t.test('encodeHeaders round-trips random header lists', async (t) => {
 
 t.test('fuzz: mutated and random blocks decode or throw HpackError, nothing else', async (t) => {
   const seed = Number(process.env.HPACK_FUZZ_SEED ?? 0xbadc0de);
-  const rand = rng(seed);
+  const rand = seededRandom(seed);
   const pick = (n: number) => Math.floor(rand() * n);
   const seeds = [
     hex('828684418cf1e3c2e5f23a6ba0ab90f4ff'),
