@@ -411,6 +411,7 @@ export class H2Connection {
     }
     stream.receiveWindow -= payload.length;
     if (stream.receiveWindow < 0) {
+      this.#replenish(0, payload.length);
       this.#reset(streamId, H2_ERROR.FLOW_CONTROL_ERROR);
       return;
     }
@@ -422,8 +423,9 @@ export class H2Connection {
       stream.chunks = [];
       this.#serve(stream);
     } else if (!stream.tooLarge && data.length > 0) stream.chunks.push(Buffer.from(data));
-    // Read whole and kept (or dropped): the windows are given back as soon as the bytes are.
-    if (payload.length > 0 && stream.state === 'open') this.#replenish(streamId, payload.length);
+    // Read whole and kept (or dropped): the windows are given back as soon as the bytes are; the
+    // connection's always, also when the stream was just answered and closed (an early 413).
+    if (payload.length > 0) this.#replenish(stream.state === 'open' ? streamId : 0, payload.length);
     if (flags & END_STREAM && this.#streams.has(streamId)) {
       if (!stream.tooLarge && stream.declaredLength >= 0 && stream.declaredLength !== stream.size) {
         this.#reset(streamId, H2_ERROR.PROTOCOL_ERROR);
