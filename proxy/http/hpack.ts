@@ -228,12 +228,14 @@ export class HpackDecoder {
 
 /** Static-table index of each name (its first entry), for the encoder. */
 const STATIC_NAME = new Map<string, number>();
-/** Static-table index of each full field, for the encoder. */
-const STATIC_FIELD = new Map<string, number>();
+/** Static-table index of each full field, by name then value, for the encoder. */
+const STATIC_FIELD = new Map<string, Map<string, number>>();
 for (let i = STATIC_COUNT; i >= 1; i--) {
   const [name, value] = STATIC[i] as HeaderField;
   STATIC_NAME.set(name, i);
-  STATIC_FIELD.set(`${name}\0${value}`, i);
+  let byValue = STATIC_FIELD.get(name);
+  if (byValue === undefined) STATIC_FIELD.set(name, (byValue = new Map()));
+  byValue.set(value, i);
 }
 
 /**
@@ -273,7 +275,7 @@ export function encodeHeaders(fields: readonly HeaderField[]): Buffer {
   };
   for (const field of fields) {
     const [name, value] = field;
-    const full = STATIC_FIELD.get(`${name}\0${value}`);
+    const full = STATIC_FIELD.get(name)?.get(value);
     if (full !== undefined) {
       int(full, 7, 0x80);
       continue;

@@ -157,7 +157,7 @@ export class H2Connection {
   readonly #o: H2Options;
   readonly #decoder = new HpackDecoder();
   readonly #streams = new OpenStreams();
-  #buf: Buffer = Buffer.alloc(0);
+  #buf: Buffer = EMPTY;
   #prefaceSeen = false;
   #settingsSeen = false;
   /** The highest stream id the peer opened: every lower idle one is closed (§5.1.1). */
@@ -195,10 +195,11 @@ export class H2Connection {
     settings.writeUInt32BE(MAX_HEADER_LIST_SIZE, 14);
     settings.writeUInt16BE(SETTINGS_ENABLE_PUSH, 18);
     settings.writeUInt32BE(0, 20);
-    const increment = Buffer.alloc(4);
-    increment.writeUInt32BE(RECEIVE_WINDOW - DEFAULT_WINDOW, 0);
     socket.write(
-      Buffer.concat([frameHead(settings.length, Frame.SETTINGS, 0, 0), settings, frame(Frame.WINDOW_UPDATE, 0, 0, increment)]),
+      Buffer.concat([
+        frame(Frame.SETTINGS, 0, 0, settings),
+        frame(Frame.WINDOW_UPDATE, 0, 0, uint32(RECEIVE_WINDOW - DEFAULT_WINDOW)),
+      ]),
     );
   }
 
@@ -231,7 +232,7 @@ export class H2Connection {
         p += 9 + length;
         this.#frame(type, flags, streamId, payload);
       }
-      this.#buf = p === buf.length ? Buffer.alloc(0) : buf.subarray(p);
+      this.#buf = p === buf.length ? EMPTY : buf.subarray(p);
     } catch (err) {
       if (err instanceof ConnectionError) this.#fail(err.code, err.message);
       else if (err instanceof HpackError) this.#fail(H2_ERROR.COMPRESSION_ERROR, err.message);
@@ -367,7 +368,7 @@ export class H2Connection {
       served: false,
       answered: false,
     };
-    this.#streams.set(streamId, stream);
+    this.#streams.add(stream);
     this.socket.setTimeout(0);
     if (tooLarge) {
       this.#answerBare(stream, '431');
@@ -426,7 +427,7 @@ export class H2Connection {
     // Read whole and kept (or dropped): the windows are given back as soon as the bytes are; the
     // connection's always, also when the stream was just answered and closed (an early 413).
     if (payload.length > 0) this.#replenish(stream.state === 'open' ? streamId : 0, payload.length);
-    if (flags & END_STREAM && this.#streams.has(streamId)) {
+    if (flags & END_STREAM && this.#streams.get(streamId) !== undefined) {
       if (!stream.tooLarge && stream.declaredLength >= 0 && stream.declaredLength !== stream.size) {
         this.#reset(streamId, H2_ERROR.PROTOCOL_ERROR);
         return;
@@ -621,9 +622,7 @@ export class H2Connection {
   }
 
   #reset(streamId: number, code: number): void {
-    const payload = Buffer.alloc(4);
-    payload.writeUInt32BE(code, 0);
-    this.socket.write(frame(Frame.RST_STREAM, 0, streamId, payload));
+    this.socket.write(frame(Frame.RST_STREAM, 0, streamId, uint32(code)));
     const stream = this.#streams.get(streamId);
     if (stream !== undefined) this.#close(stream);
   }
@@ -636,13 +635,13 @@ export class H2Connection {
     this.#unacked += n;
     const out: Buffer[] = [];
     if (this.#unacked >= RECEIVE_WINDOW / 2) {
-      out.push(windowUpdate(0, this.#unacked));
+      out.push(frame(Frame.WINDOW_UPDATE, 0, 0, uint32(this.#unacked)));
       this.#receiveWindow += this.#unacked;
       this.#unacked = 0;
     }
     const stream = streamId === 0 ? undefined : this.#streams.get(streamId);
     if (stream !== undefined && stream.receiveWindow < RECEIVE_WINDOW / 2) {
-      out.push(windowUpdate(streamId, RECEIVE_WINDOW - stream.receiveWindow));
+      out.push(frame(Frame.WINDOW_UPDATE, 0, streamId, uint32(RECEIVE_WINDOW - stream.receiveWindow)));
       stream.receiveWindow = RECEIVE_WINDOW;
     }
     if (out.length > 0) this.socket.write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
@@ -726,11 +725,7 @@ class OpenStreams {
     return undefined;
   }
 
-  has(id: number): boolean {
-    return this.get(id) !== undefined;
-  }
-
-  set(_id: number, stream: H2Stream): void {
+  add(stream: H2Stream): void {
     this.#list.push(stream);
   }
 
@@ -752,22 +747,9 @@ class OpenStreams {
   }
 }
 
-function frameHead(length: number, type: number, flags: number, streamId: number): Buffer {
-  const head = Buffer.allocUnsafe(9);
-  head.writeUIntBE(length, 0, 3);
-  head[3] = type;
-  head[4] = flags;
-  head.writeUInt32BE(streamId, 5);
-  return head;
-}
-
-function windowUpdate(streamId: number, increment: number): Buffer {
-  const out = Buffer.allocUnsafe(13);
-  out.writeUIntBE(4, 0, 3);
-  out[3] = Frame.WINDOW_UPDATE;
-  out[4] = 0;
-  out.writeUInt32BE(streamId, 5);
-  out.writeUInt32BE(increment, 9);
+function uint32(n: number): Buffer {
+  const out = Buffer.allocUnsafe(4);
+  out.writeUInt32BE(n, 0);
   return out;
 }
 

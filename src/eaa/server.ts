@@ -92,7 +92,7 @@ export class EaaServer {
   /** node:http for the HTTP/1.1 connections H1Connection hands over; it listens on nothing. */
   private readonly http1: ReturnType<typeof createHttpServer>;
   private auth: ReturnType<typeof createHttpServer> | undefined;
-  /** Open API connections, both protocols: http2 servers have no closeAllConnections(). */
+  /** Open API connections, both protocols: TLS servers have no closeAllConnections(). */
   private readonly connections = new Set<TLSSocket>();
   private readonly routes: Route<Handler>[];
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
@@ -129,17 +129,12 @@ export class EaaServer {
     // need more than it does (a WebSocket upgrade, Expect, HTTP/1.0), from the request on.
     this.http1 = createHttpServer((req, res) => void this.dispatch(req, res));
     this.http1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
+    const serve = (req: Req, res: Res) => void this.dispatch(req, res);
     this.api.on('secureConnection', (sock: TLSSocket) => {
       this.connections.add(sock);
       sock.once('close', () => this.connections.delete(sock));
-      if (sock.alpnProtocol === 'h2')
-        new H2Connection(sock, { maxBodyBytes: opts.maxBodyBytes, serve: (req, res) => void this.dispatch(req, res) });
-      else
-        new H1Connection(sock, {
-          maxBodyBytes: opts.maxBodyBytes,
-          serve: (req, res) => void this.dispatch(req, res),
-          handOff: (s) => this.http1.emit('connection', s),
-        });
+      if (sock.alpnProtocol === 'h2') new H2Connection(sock, { maxBodyBytes: opts.maxBodyBytes, serve });
+      else new H1Connection(sock, { maxBodyBytes: opts.maxBodyBytes, serve, handOff: (s) => this.http1.emit('connection', s) });
     });
     this.api.on('tlsClientError', (err) => this.log.debug({ err }, 'TLS handshake refused'));
   }
