@@ -233,9 +233,9 @@ const STATIC_FIELD = new Map<string, Map<string, number>>();
 for (let i = STATIC_COUNT; i >= 1; i--) {
   const [name, value] = STATIC[i] as HeaderField;
   STATIC_NAME.set(name, i);
-  let byValue = STATIC_FIELD.get(name);
-  if (byValue === undefined) STATIC_FIELD.set(name, (byValue = new Map()));
+  const byValue = STATIC_FIELD.get(name) ?? new Map<string, number>();
   byValue.set(value, i);
+  STATIC_FIELD.set(name, byValue);
 }
 
 /**
